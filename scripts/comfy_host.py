@@ -1,0 +1,228 @@
+"""Boot a real ComfyUI in this process (CPU) with this pack loaded as a custom node folder.
+
+Shared by the test-suite, the benchmarks and the headless workflow runner, so all three
+exercise exactly what a user's ComfyUI runs: ComfyUI's own custom-node loader, its
+validator and its PromptExecutor.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOST_DIR = os.path.join(REPO, ".host")
+PACK_DIRNAME = "comfyui-video-p2p"
+PACK_NODES = (
+    "VP2PInflateT2SModel",
+    "VP2PTuneOnVideo",
+    "VP2PSharedNullTextInvert",
+    "VP2PController",
+    "VP2PDecoupledSampler",
+)
+
+_state: dict = {}
+
+
+def comfy_root() -> str:
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        return os.path.abspath(env)
+    marker = os.path.join(HOST_DIR, "comfyui_path")
+    if not os.path.exists(marker):
+        raise RuntimeError("No ComfyUI host: run `bash scripts/setup_host.sh` first (or set COMFYUI_PATH).")
+    with open(marker) as f:
+        return f.read().strip()
+
+
+def _sys_paths():
+    root = comfy_root()
+    stubs = os.path.join(HOST_DIR, "stubs")
+    return root, stubs
+
+
+def boot(threads: int | None = None):
+    """Import ComfyUI on CPU, create its PromptServer (unserved) and load custom nodes."""
+    if _state:
+        return _state
+    root, stubs = _sys_paths()
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    try:
+        import torchvision  # noqa: F401  (a working install wins over the stub)
+    except Exception:
+        sys.modules.pop("torchvision", None)
+        if os.path.isdir(stubs):
+            sys.path.insert(0, stubs)
+    sys.path.insert(0, root)
+    os.chdir(root)
+    import comfy.options
+    if hasattr(comfy.options, "enable_args_parsing"):
+        pass  # leave argv alone: parse defaults only
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401  (must come after args.cpu)
+    import server
+    import execution
+    import nodes
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    prompt_server = server.PromptServer(loop)
+    link = os.path.join(root, "custom_nodes", PACK_DIRNAME)
+    if not os.path.exists(link):
+        os.symlink(REPO, link)
+    init = getattr(nodes, "init_extra_nodes", None) or getattr(nodes, "init_custom_nodes")
+    res = init()
+    if inspect.iscoroutine(res):
+        loop.run_until_complete(res)
+    pack = sys.modules.get(PACK_DIRNAME)
+    if pack is None:
+        raise RuntimeError(f"ComfyUI failed to import the pack '{PACK_DIRNAME}' (see the log above)")
+    missing = [n for n in PACK_NODES if n not in nodes.NODE_CLASS_MAPPINGS]
+    _state.update(root=root, server=prompt_server, loop=loop, execution=execution, nodes=nodes,
+                  pack=pack, missing_nodes=missing)
+    return _state
+
+
+def pack_module(name: str):
+    """A submodule of the pack as ComfyUI loaded it (one copy only: isinstance checks hold)."""
+    import importlib
+    boot()
+    return importlib.import_module(f"{PACK_DIRNAME}.{name}")
+
+
+class _Client:
+    def __init__(self, server):
+        self.server = server
+
+
+def run_prompt(prompt: dict, outputs: list[str] | None = None) -> dict:
+    """Validate and execute an API-format prompt with ComfyUI's PromptExecutor.
+
+    Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped).
+    Raises RuntimeError carrying ComfyUI's own error text on failure.
+    """
+    st = boot()
+    execution = st["execution"]
+    prompt_id = str(uuid.uuid4())
+    try:
+        valid = execution.validate_prompt(prompt)
+    except TypeError:
+        valid = execution.validate_prompt(prompt_id, prompt, None)
+    if inspect.iscoroutine(valid):
+        valid = st["loop"].run_until_complete(valid)
+    if not valid[0]:
+        raise RuntimeError(f"prompt rejected by ComfyUI: {valid[1]} {valid[3]}")
+    server = st["server"]
+    executor = execution.PromptExecutor(server) if "server" in inspect.signature(execution.PromptExecutor).parameters \
+        else execution.PromptExecutor(server)
+    execute_outputs = valid[2] if outputs is None else outputs
+    res = executor.execute(prompt, prompt_id, {"client_id": None}, execute_outputs)
+    if inspect.iscoroutine(res):
+        st["loop"].run_until_complete(res)
+    if not executor.success:
+        msgs = [m for m in executor.status_messages if m[0] == "execution_error"]
+        detail = msgs[-1][1] if msgs else executor.status_messages
+        if isinstance(detail, dict):
+            detail = f"{detail.get('node_type')}: {detail.get('exception_message')}\n" + "".join(detail.get("traceback", []))
+        raise RuntimeError(f"ComfyUI execution failed: {detail}")
+    result = {}
+    if hasattr(executor, "outputs"):
+        store = executor.outputs
+        for nid in prompt:
+            if nid in store:
+                result[nid] = tuple(o[0] if len(o) == 1 else o for o in store[nid])
+    else:  # newer ComfyUI: caches
+        for nid in prompt:
+            cached = executor.caches.outputs.get(nid)
+            if cached is not None:
+                vals = cached.outputs if hasattr(cached, "outputs") else cached[0]
+                result[nid] = tuple(o[0] if len(o) == 1 else o for o in vals)
+    result["_ui"] = getattr(executor, "outputs_ui", {})
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ComfyServer:
+    """The real ComfyUI HTTP server (main.py --cpu) on 127.0.0.1 at a free port."""
+
+    def __init__(self, extra_model_paths: str | None = None, log_path: str | None = None,
+                 extra_args: list[str] | None = None):
+        self.extra_args = list(extra_args or [])
+        self.root, self.stubs = _sys_paths()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra = extra_model_paths
+        self.log_path = log_path
+        self.proc = None
+
+    def __enter__(self):
+        import urllib.request
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([self.stubs, env.get("PYTHONPATH", "")])
+        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+               "--dont-print-server"]
+        if self.extra:
+            cmd += ["--extra-model-paths-config", self.extra]
+        cmd += self.extra_args
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI server exited with {self.proc.returncode}; log: {self.log_path}")
+            try:
+                urllib.request.urlopen(self.url + "/object_info/KSampler", timeout=2).read()
+                return self
+            except Exception:
+                time.sleep(0.3)
+        raise RuntimeError("ComfyUI server did not come up in 120 s")
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+
+    def get_json(self, path: str):
+        import json
+        import urllib.request
+        return json.loads(urllib.request.urlopen(self.url + path, timeout=30).read())
+
+    def post_json(self, path: str, payload):
+        import json
+        import urllib.request
+        req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+        return json.loads(urllib.request.urlopen(req, timeout=30).read())
+
+    def run(self, prompt: dict, timeout: float = 600) -> dict:
+        """POST /prompt, poll /history; returns the history entry (raises on error)."""
+        pid = self.post_json("/prompt", {"prompt": prompt, "client_id": "vp2p-tests"})["prompt_id"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            hist = self.get_json(f"/history/{pid}")
+            if pid in hist:
+                entry = hist[pid]
+                status = entry.get("status", {})
+                if status.get("status_str") == "error":
+                    raise RuntimeError(f"server run failed: {status.get('messages')}")
+                return entry
+            time.sleep(0.25)
+        raise TimeoutError("prompt did not finish")

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the whole test-suite in a real ComfyUI (installs the host on first use).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup_host.sh
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,84 @@
+"""Helpers shared by the tests (and benchmarks): tiny models, prompts, graph builders."""
+import os
+
+import torch
+
+import comfy_host
+
+TINY_NAME = "vp2p_tiny_sd1.safetensors"
+
+
+def core(name):
+    return comfy_host.pack_module(f"vp2p_core.{name}")
+
+
+def pack(name):
+    return comfy_host.pack_module(name)
+
+
+def register_models_dir(path):
+    import folder_paths
+    os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
+    folder_paths.add_model_folder_path("checkpoints", os.path.join(path, "checkpoints"))
+
+
+def extra_model_paths_yaml(models_dir):
+    p = os.path.join(models_dir, "extra_model_paths.yaml")
+    with open(p, "w") as f:
+        f.write(f"vp2p_tests:\n    base_path: {models_dir}\n    checkpoints: checkpoints\n")
+    return p
+
+
+def tiny_config(seed=0, **unet_kw):
+    sc = pack("nodes.small_checkpoint")
+    return {"unet": sc.unet_config(**unet_kw), "clip": sc.clip_config(hidden=unet_kw.get("context_dim", 64)),
+            "latent_scale": 1.0, "seed": seed}
+
+
+def make_tiny_checkpoint(models_dir, name=TINY_NAME, seed=0, **unet_kw):
+    sc = pack("nodes.small_checkpoint")
+    path = os.path.join(models_dir, "checkpoints", name)
+    if not os.path.exists(path):
+        cfg = tiny_config(seed, **unet_kw)
+        model = sc.build_model(cfg)
+        clip = sc.build_clip(cfg)
+        vae = sc.build_vae(cfg)
+        sc.save_checkpoint(path, cfg, model, clip, vae)
+    return name
+
+
+def load_ckpt(name):
+    import folder_paths
+    sc = pack("nodes.small_checkpoint")
+    return sc.load_checkpoint(folder_paths.get_full_path("checkpoints", name))
+
+
+def encode(clip, text):
+    import nodes
+    return nodes.CLIPTextEncode().encode(clip, text)[0]
+
+
+def video_latent(frames=4, h=16, w=16, seed=0, identical=False):
+    g = torch.Generator().manual_seed(seed)
+    if identical:
+        x = torch.randn(1, 4, h, w, generator=g).repeat(frames, 1, 1, 1)
+    else:
+        # a smooth "moving" video: a shifted random field
+        base = torch.randn(1, 4, h, w + frames, generator=g)
+        x = torch.cat([base[..., i:i + w] for i in range(frames)])
+    return {"samples": x}
+
+
+def core_graph(ckpt, seed=1, steps=4, batch=2, size=64, sampler="ddim", scheduler="ddim_uniform"):
+    """API-format prompt: small checkpoint -> CLIPTextEncode x2 -> KSampler -> VAEDecode."""
+    return {
+        "1": {"class_type": "VP2PLoadSmallCheckpoint", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red circle"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": batch}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                   "latent_image": ["4", 0], "seed": seed, "steps": steps, "cfg": 7.5,
+                                                   "sampler_name": sampler, "scheduler": scheduler, "denoise": 1.0}},
+        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "vp2p_test/core"}},
+    }

@@ -1,0 +1,1 @@
+// Video-P2P front-end extension (served through WEB_DIRECTORY).
