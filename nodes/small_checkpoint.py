@@ -231,3 +231,7 @@ class VP2PLoadSmallCheckpoint:
         if path is None:
             raise FileNotFoundError(f"Load Small SD1.x Checkpoint: '{ckpt_name}' is not in models/checkpoints")
         return load_checkpoint(path)
+
+
+NODE_CLASS_MAPPINGS = {"VP2PLoadSmallCheckpoint": VP2PLoadSmallCheckpoint}
+NODE_DISPLAY_NAME_MAPPINGS = {"VP2PLoadSmallCheckpoint": "Load Small SD1.x Checkpoint (VP2P)"}
