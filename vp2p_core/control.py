@@ -1,0 +1,270 @@
+"""Prompt-to-Prompt attention control for two-branch (source / target) video sampling.
+
+A controller edits the *target* branch's attention probabilities using the *source*
+branch's at the same layer and step. Only the conditional rows are edited (as in
+prompt-to-prompt); unconditional rows and every layer the controller does not need keep
+the host's fast attention, so with control off the sampler is bit-identical to plain
+sampling.
+
+Kinds of attention: "cross" (attn2, text tokens), "temporal" (across frames at each
+position), "frame" (attn1 of an inflated model: frame i attends to frame 0). The
+reference controls cross + temporal; "frame" is optional.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SRC_U, SRC_C, TGT_U, TGT_C = "src_u", "src_c", "tgt_u", "tgt_c"
+DEFAULT_LAYERS = ("cross", "temporal")
+
+
+def window(spec) -> tuple[float, float]:
+    """A replace window as (start, end) fractions of the sampling steps; x means (0, x)."""
+    if isinstance(spec, (tuple, list)):
+        start, end = float(spec[0]), float(spec[1])
+    else:
+        start, end = 0.0, float(spec)
+    if not (0.0 <= start <= end <= 1.0):
+        raise ValueError(f"replace window {spec!r} must satisfy 0 <= start <= end <= 1")
+    return start, end
+
+
+def in_window(win, step: int, steps: int) -> bool:
+    return int(win[0] * steps) <= step < int(win[1] * steps)
+
+
+class AttentionControl:
+    """Base controller: windows, controlled layers, and what happens to temporal/frame maps."""
+
+    def __init__(self, cross_replace=0.2, self_replace=0.5, layers=DEFAULT_LAYERS, local_blend=None,
+                 max_tokens: int = 77):
+        self.cross_window = window(cross_replace)
+        self.self_window = window(self_replace)
+        self.layers = tuple(layers)
+        self.local_blend = local_blend
+        self.max_tokens = max_tokens
+
+    # -- what is active -------------------------------------------------------------
+    def cross_active(self, step, steps):
+        return "cross" in self.layers and in_window(self.cross_window, step, steps)
+
+    def self_active(self, kind, step, steps):
+        return kind in self.layers and in_window(self.self_window, step, steps)
+
+    def edits(self, kind, step, steps) -> bool:
+        return self.cross_active(step, steps) if kind == "cross" else self.self_active(kind, step, steps)
+
+    # -- edits (p_*: [rows, heads, queries, keys]) --------------------------------------
+    def replace_cross(self, p_src, p_tgt):
+        return p_src
+
+    def edit(self, kind, p_src, p_tgt):
+        if kind == "cross":
+            return self.replace_cross(p_src, p_tgt)
+        return p_src
+
+    def is_identity(self) -> bool:
+        """True when nothing would ever be edited (all windows empty, no blend)."""
+        no_cross = "cross" not in self.layers or self.cross_window[0] == self.cross_window[1]
+        no_self = not any(k in self.layers for k in ("temporal", "frame")) or \
+            self.self_window[0] == self.self_window[1]
+        return no_cross and no_self and self.local_blend is None
+
+
+class AttentionReplace(AttentionControl):
+    """Word swap: target token j attends like the source tokens mapped onto it."""
+
+    def __init__(self, mapper: torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.mapper = mapper
+
+    def replace_cross(self, p_src, p_tgt):
+        m = self.mapper.to(p_src.device, p_src.dtype)
+        return torch.einsum("rhqk,kn->rhqn", p_src, m)
+
+
+class AttentionRefine(AttentionControl):
+    """Added/removed words: aligned target tokens copy the source, new tokens keep their own."""
+
+    def __init__(self, mapper: torch.Tensor, alphas: torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.mapper = mapper.long()
+        self.alphas = alphas
+
+    def replace_cross(self, p_src, p_tgt):
+        a = self.alphas.to(p_src.device, p_src.dtype)
+        return p_src[..., self.mapper.to(p_src.device)] * a + p_tgt * (1 - a)
+
+
+class AttentionReweight(AttentionControl):
+    """Scale the attention columns of chosen target words, on top of a previous controller."""
+
+    def __init__(self, equalizer: torch.Tensor, prev: AttentionControl | None = None, **kw):
+        super().__init__(**kw)
+        self.equalizer = equalizer
+        self.prev = prev
+
+    def replace_cross(self, p_src, p_tgt):
+        base = self.prev.replace_cross(p_src, p_tgt) if self.prev is not None else p_src
+        return base * self.equalizer.to(base.device, base.dtype)
+
+    def is_identity(self):
+        return super().is_identity()
+
+
+class LocalBlend:
+    """Per-frame masks from the cross-attention of chosen words (source OR target words).
+
+    Outside the mask the target latent is reset to the source branch from `start` on, so
+    only the region the words attend to can change.
+    """
+
+    def __init__(self, src_tokens, tgt_tokens, threshold=0.3, start=0.2, pool=1):
+        if not src_tokens and not tgt_tokens:
+            raise ValueError("local blend needs at least one word found in the prompts")
+        self.src_tokens = list(src_tokens)
+        self.tgt_tokens = list(tgt_tokens)
+        self.threshold = float(threshold)
+        self.start = float(start)
+        self.pool = int(pool)
+
+    def active(self, step, steps):
+        return step >= int(self.start * steps)
+
+    def mask(self, maps_src, maps_tgt, size):
+        """maps_*: [F, h, w, tokens] accumulated probabilities -> bool mask [F, 1, H, W]."""
+        masks = []
+        for maps, toks in ((maps_src, self.src_tokens), (maps_tgt, self.tgt_tokens)):
+            if not toks:
+                continue
+            m = maps[..., toks].sum(-1).unsqueeze(1)  # [F,1,h,w]
+            k = self.pool
+            m = F.max_pool2d(m, 2 * k + 1, 1, padding=k)
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            m = m / m.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+            masks.append(m > self.threshold)
+        out = masks[0]
+        for m in masks[1:]:
+            out = out | m
+        return out
+
+    def apply(self, x_src, x_tgt, mask):
+        return x_src + mask.to(x_tgt.dtype) * (x_tgt - x_src)
+
+
+class AttentionStore:
+    """Cross-attention of the conditional source/target rows, averaged over heads and layers
+    per step and summed over steps, per spatial resolution (for local blend and previews)."""
+
+    def __init__(self):
+        self.sum = {}    # hw -> tensor [2, F, hw, tokens]
+        self.step_acc = {}
+        self.steps = 0
+
+    def add(self, key, p_src, p_tgt):
+        hw = p_src.shape[2]
+        m = torch.stack([p_src.mean(1), p_tgt.mean(1)]).float()  # [2, F, hw, tokens]
+        acc = self.step_acc.get(hw)
+        self.step_acc[hw] = (m, 1) if acc is None else (acc[0] + m, acc[1] + 1)
+
+    def end_step(self):
+        for hw, (m, n) in self.step_acc.items():
+            avg = m / n
+            self.sum[hw] = avg if hw not in self.sum else self.sum[hw] + avg
+        self.step_acc = {}
+        self.steps += 1
+
+    def maps(self, hw, h, w):
+        """[2, F, h, w, tokens] summed over steps at resolution hw (= h*w)."""
+        s = self.sum[hw]
+        return s.reshape(s.shape[0], s.shape[1], h, w, s.shape[-1])
+
+
+def resolution_of(hw: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """Spatial size of a layer with hw tokens, given the latent's (H, W)."""
+    H, W = latent_hw
+    f = math.sqrt(H * W / hw)
+    h, w = round(H / f), round(W / f)
+    if h * w != hw:
+        raise ValueError(f"cannot place {hw} tokens on a {H}x{W} latent")
+    return h, w
+
+
+def attention_probs(q, k, heads):
+    """Explicit softmax(q k^T / sqrt(d)) in fp32: [rows, heads, Lq, Lk]."""
+    b, lq, c = q.shape
+    d = c // heads
+    qh = q.reshape(b, lq, heads, d).transpose(1, 2).float()
+    kh = k.reshape(b, k.shape[1], heads, d).transpose(1, 2).float()
+    return torch.softmax(qh @ kh.transpose(-1, -2) * d ** -0.5, dim=-1)
+
+
+def apply_probs(p, v, heads, dtype):
+    b, lk, c = v.shape
+    d = c // heads
+    vh = v.reshape(b, lk, heads, d).transpose(1, 2).float()
+    out = p @ vh  # [b, heads, lq, d]
+    return out.transpose(1, 2).reshape(b, -1, c).to(dtype)
+
+
+class StepContext:
+    """Per-UNet-call view of a controller: which chunks are which branch, and the step.
+
+    `attend` follows the pack's contract: q/k/v rows are chunk-major with one chunk per
+    entry of `roles`. Rows that are not edited are computed with `fast_attention` (the
+    host's own kernel), so they are bit-identical to uncontrolled sampling.
+    """
+
+    def __init__(self, controller: AttentionControl | None, roles, step: int, steps: int,
+                 fast_attention, store: AttentionStore | None = None, store_hw=None, cache=None):
+        self.controller = controller
+        self.roles = list(roles)
+        self.step = step
+        self.steps = steps
+        self.fast = fast_attention
+        self.store = store
+        self.store_hw = store_hw      # set of hw to record (None: all)
+        self.cache = cache            # dict for source-first (unbatched) runs
+
+    def _edit_kind(self, kind):
+        c = self.controller
+        return c is not None and c.edits(kind, self.step, self.steps)
+
+    def wants(self, kind, key) -> bool:
+        if TGT_C not in self.roles and SRC_C not in self.roles:
+            return False
+        if self._edit_kind(kind):
+            return True
+        return kind == "cross" and self.store is not None
+
+    def attend(self, kind, key, q, k, v, heads, extra_options=None):
+        n = len(self.roles)
+        rows = q.shape[0] // n
+        qs, ks, vs = (t.split(rows) for t in (q, k, v))
+        outs = [self.fast(qs[i], ks[i], vs[i], heads) for i in range(n)]
+        edit = self._edit_kind(kind)
+        store = kind == "cross" and self.store is not None and \
+            (self.store_hw is None or q.shape[1] in self.store_hw)
+        if not (edit or store):
+            return torch.cat(outs)
+        i_src = self.roles.index(SRC_C) if SRC_C in self.roles else None
+        i_tgt = self.roles.index(TGT_C) if TGT_C in self.roles else None
+        cache_key = (kind, key)
+        p_src = attention_probs(qs[i_src], ks[i_src], heads) if i_src is not None else None
+        if p_src is not None and self.cache is not None and i_tgt is None:
+            self.cache[cache_key] = p_src  # source-first run: remember for the target run
+            return torch.cat(outs)
+        if p_src is None:
+            p_src = self.cache.get(cache_key) if self.cache is not None else None
+            if p_src is None:
+                return torch.cat(outs)
+        p_tgt = attention_probs(qs[i_tgt], ks[i_tgt], heads)
+        if store:
+            self.store.add(key, p_src, p_tgt)
+        if edit:
+            p_new = self.controller.edit(kind, p_src, p_tgt)
+            outs[i_tgt] = apply_probs(p_new, vs[i_tgt], heads, q.dtype)
+        return torch.cat(outs)
