@@ -152,7 +152,7 @@ class LocalBlend:
         return out
 
     def apply(self, x_src, x_tgt, mask):
-        return x_src + mask.to(x_tgt.dtype) * (x_tgt - x_src)
+        return torch.where(mask, x_tgt, x_src)
 
 
 class AttentionStore:
