@@ -20,6 +20,7 @@ import inspect
 import logging
 
 import torch
+import torch.utils.checkpoint
 
 import comfy.utils
 
@@ -136,7 +137,6 @@ class InflatedBlockMixin:
                             topts.get("vp2p_control"), key, eo)
 
         if topts.get("vp2p_grad_checkpoint") and torch.is_grad_enabled():
-            import torch.utils.checkpoint
             # the block adds residuals in place: give it a private copy of the saved input
             return torch.utils.checkpoint.checkpoint(lambda h: run(h.clone()), x, use_reentrant=False)
         return run(x)

@@ -245,7 +245,7 @@ def tuning_state_dict(tuned) -> dict:
             sd[DIFF_PREFIX + key[len(infl.PREFIX):]] = total.detach().float().cpu().contiguous()
     for path, mod in infl.temporal_modules(tuned).items():
         for name, t in mod.state_dict().items():
-            sd[f"{TEMPORAL_PREFIX}{path}.{name}"] = t.detach().cpu().contiguous()
+            sd[f"{TEMPORAL_PREFIX}{path}.{infl.TEMPORAL_CHILD}.{name}"] = t.detach().cpu().contiguous()
     return sd
 
 
@@ -323,9 +323,10 @@ def load_tuning(model, name_or_path: str, node: str = LOAD_NODE):
     temporal = {}
     for k, v in sd.items():
         if k.startswith(TEMPORAL_PREFIX):
-            path_, _, pname = k[len(TEMPORAL_PREFIX):].rpartition(".")
-            mod_path, _, sub = path_.rpartition(".")
-            temporal.setdefault(mod_path, {})[f"{sub}.{pname}"] = v
+            mod_path, sep, pname = k[len(TEMPORAL_PREFIX):].partition(f".{infl.TEMPORAL_CHILD}.")
+            if not sep:
+                fail(node, f"unexpected tensor '{k}' in the tuning file.")
+            temporal.setdefault(mod_path, {})[pname] = v
     if temporal and not current:
         fail(node, "the file has temporal attention weights but the model was inflated without temporal "
                    "attention; turn temporal_attention on in Inflate T2S Model.")
