@@ -114,11 +114,21 @@ class InflatedBlockMixin:
     def forward(self, x, *args, **kwargs):
         args = list(args)
         if "transformer_options" in kwargs:
-            topts = kwargs["transformer_options"] = dict(kwargs["transformer_options"] or {})
+            topts = kwargs["transformer_options"]
         elif len(args) >= 2:
-            topts = args[1] = dict(args[1] or {})
+            topts = args[1]
         else:
             topts = kwargs["transformer_options"] = {}
+        topts = topts if topts is not None else {}
+        checkpointed = bool(topts.get("vp2p_grad_checkpoint")) and torch.is_grad_enabled()
+        if checkpointed:
+            # the UNet keeps updating block/block_index in this dict: recomputation in backward
+            # must see this block's values
+            topts = dict(topts)
+            if "transformer_options" in kwargs:
+                kwargs["transformer_options"] = topts
+            else:
+                args[1] = topts
         base_forward = super().forward
         temporal = self._modules.get(TEMPORAL_CHILD)
 
@@ -136,7 +146,7 @@ class InflatedBlockMixin:
             return temporal(out, frames, lambda q, k, v, h_: host_attention(q, k, v, h_, eo),
                             topts.get("vp2p_control"), key, eo)
 
-        if topts.get("vp2p_grad_checkpoint") and torch.is_grad_enabled():
+        if checkpointed:
             # the block adds residuals in place: give it a private copy of the saved input
             return torch.utils.checkpoint.checkpoint(lambda h: run(h.clone()), x, use_reentrant=False)
         return run(x)
