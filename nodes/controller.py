@@ -1,0 +1,176 @@
+"""P2P Controller node: builds the prompt-to-prompt edit (swap / refine / reweight, local blend)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..vp2p_core import control as vc
+from ..vp2p_core import seq_aligner as sa
+from .unet_runner import fail
+
+NODE = "P2P Controller"
+LAYER_CHOICES = {
+    "cross+temporal (paper)": ("cross", "temporal"),
+    "cross+temporal+frame": ("cross", "temporal", "frame"),
+    "cross only": ("cross",),
+    "cross+frame": ("cross", "frame"),
+}
+
+
+def clip_encoder(clip):
+    """Token ids without BOS/EOS from the CLIP's own tokenizer (what CLIPTextEncode uses)."""
+    tok = clip.tokenizer
+    inner = getattr(tok, "clip_l", None) or getattr(tok, f"clip_{getattr(tok, 'clip_name', 'l')}", None) or tok
+    hf = getattr(inner, "tokenizer", None)
+    if hf is None:
+        fail(NODE, "this CLIP has no CLIP BPE tokenizer; use an SD1.x checkpoint's CLIP.")
+    return lambda text: hf(text)["input_ids"][1:-1]
+
+
+def encode_text(clip, text):
+    tokens = clip.tokenize(text)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return [[cond, {"pooled_output": pooled}]]
+
+
+def parse_words(s: str):
+    return [w.strip() for w in (s or "").replace(";", ",").split(",") if w.strip()]
+
+
+def parse_scales(s: str, n: int):
+    vals = [float(v) for v in parse_words(s)] if s and s.strip() else []
+    if not vals:
+        return [1.0] * n
+    if len(vals) == 1:
+        return vals * n
+    if len(vals) != n:
+        fail(NODE, f"{len(vals)} reweight scales for {n} reweight words: give one scale, or one per word.")
+    return vals
+
+
+@dataclass
+class VP2PControl:
+    """What the Decoupled Sampler needs: the attention controller, both prompts and the
+    plain empty-prompt embedding used by the target branch (decoupled guidance)."""
+    controller: vc.AttentionControl
+    source_text: str
+    target_text: str
+    source_cond: torch.Tensor
+    target_cond: torch.Tensor
+    uncond: torch.Tensor
+    map_tokens: list = field(default_factory=list)   # [(label, "src"|"tgt", [token idx])]
+    mode: str = "swap"
+
+    @property
+    def width(self):
+        return self.target_cond.shape[-1]
+
+
+class VP2PController:
+    """Aligns the source and target prompts and chooses which attention the edit copies."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip": ("CLIP",),
+                "source_text": ("STRING", {"multiline": True, "default": "a man riding a bike"}),
+                "target_text": ("STRING", {"multiline": True, "default": "a man riding a motorbike"}),
+                "mode": (["swap", "refine", "reweight"],),
+                "cross_replace": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05}),
+                "self_replace": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05}),
+                "reweight_words": ("STRING", {"default": ""}),
+                "reweight_scales": ("STRING", {"default": ""}),
+                "blend_words": ("STRING", {"default": ""}),
+                "blend_threshold": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05}),
+                "blend_start": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05}),
+                "controlled_layers": (list(LAYER_CHOICES),),
+                "map_words": ("STRING", {"default": ""}),
+            },
+            "optional": {"previous": ("VP2P_CONTROLLER",)},
+        }
+
+    RETURN_TYPES = ("VP2P_CONTROLLER", "CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("controller", "source", "target")
+    FUNCTION = "build"
+    CATEGORY = "video-p2p"
+
+    def build(self, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+              reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
+              previous=None):
+        if not source_text.strip() or not target_text.strip():
+            fail(NODE, "source_text and target_text must not be empty.")
+        encode = clip_encoder(clip)
+        kw = dict(cross_replace=cross_replace, self_replace=self_replace,
+                  layers=LAYER_CHOICES[controlled_layers])
+        blend = None
+        bwords = parse_words(blend_words)
+        if bwords:
+            src_t, tgt_t, missing = [], [], []
+            for w in bwords:
+                s = sa.token_indices(encode, source_text, w)
+                t = sa.token_indices(encode, target_text, w)
+                if not s and not t:
+                    missing.append(w)
+                src_t += s
+                tgt_t += t
+            if missing:
+                fail(NODE, f"blend word(s) {missing} appear in neither prompt; use words of the prompts.")
+            blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=blend_start)
+        kw["local_blend"] = blend
+        try:
+            if mode == "swap":
+                ctrl = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
+            elif mode == "refine":
+                mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+                ctrl = vc.AttentionRefine(mapper, alphas, **kw)
+            else:
+                words = parse_words(reweight_words)
+                if not words:
+                    fail(NODE, "mode reweight needs reweight_words (comma-separated words of the target prompt).")
+                eq = sa.equalizer(encode, target_text, words, parse_scales(reweight_scales, len(words)))
+                prev = None
+                if previous is not None:
+                    if previous.target_text.strip() != target_text.strip() or \
+                            previous.source_text.strip() != source_text.strip():
+                        fail(NODE, "a chained (previous) controller must use the same source and target texts.")
+                    prev = previous.controller
+                elif source_text.strip() != target_text.strip():
+                    # reweighting an edited prompt: align first, as prompt-to-prompt does
+                    try:
+                        prev = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
+                    except sa.AlignmentError:
+                        mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+                        prev = vc.AttentionRefine(mapper, alphas, **kw)
+                ctrl = vc.AttentionReweight(eq, prev=prev, **kw)
+        except sa.AlignmentError as e:
+            fail(NODE, str(e))
+        if previous is not None and mode != "reweight":
+            fail(NODE, "only mode 'reweight' can be chained on a previous controller.")
+        src = encode_text(clip, source_text)
+        tgt = encode_text(clip, target_text)
+        uncond = encode_text(clip, "")[0][0]
+        labels = parse_words(map_words) or self._changed_words(source_text, target_text) or bwords
+        map_tokens = []
+        for w in labels:
+            t = sa.token_indices(encode, target_text, w)
+            if t:
+                map_tokens.append((w, "tgt", t))
+                continue
+            s = sa.token_indices(encode, source_text, w)
+            if s:
+                map_tokens.append((w, "src", s))
+            else:
+                fail(NODE, f"map word '{w}' appears in neither prompt.")
+        spec = VP2PControl(ctrl, source_text, target_text, src[0][0], tgt[0][0], uncond, map_tokens, mode)
+        return (spec, src, tgt)
+
+    @staticmethod
+    def _changed_words(src, tgt):
+        s, t = src.split(), tgt.split()
+        return [w.strip(",.") for w in t if w not in s][:4]
+
+
+NODE_CLASS_MAPPINGS = {"VP2PController": VP2PController}
+NODE_DISPLAY_NAME_MAPPINGS = {"VP2PController": "P2P Controller"}
