@@ -1,0 +1,203 @@
+"""Decoupled Sampler node: source and target branches from the same inverted noise.
+
+The source branch (source prompt + the inversion's per-step optimised null embedding)
+retraces the input video; the target branch (target prompt + the plain empty-prompt
+embedding: decoupled guidance) is edited by copying the source branch's attention.
+With every window at 0 and no blend, each branch is exactly ComfyUI's own DDIM
+(sampler "ddim", scheduler "ddim_uniform").
+"""
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+
+from ..vp2p_core import control as vc
+from .fingerprint import model_fingerprint
+from .unet_runner import COND, UNCOND, UNetRunner, context_dim, euler_step, fail, throw_if_interrupted
+
+NODE = "Decoupled Sampler"
+
+
+def transformer_block_keys(diffusion_model):
+    """(block_name, number, transformer_index) of every transformer block, as ComfyUI names them."""
+    keys = []
+    for name, _ in diffusion_model.named_modules():
+        parts = name.split(".")
+        if len(parts) >= 4 and parts[-2] == "transformer_blocks":
+            if parts[0] == "input_blocks":
+                keys.append(("input", int(parts[1]), int(parts[-1])))
+            elif parts[0] == "output_blocks":
+                keys.append(("output", int(parts[1]), int(parts[-1])))
+            elif parts[0] == "middle_block":
+                keys.append(("middle", 0, int(parts[-1])))
+    return keys
+
+
+def coarsest_attention_downscale(diffusion_model):
+    """Downscale factor of the coarsest input-level cross-attention (16x16 on SD1.5 at 512)."""
+    ds, best = 1, 1
+    for blk in diffusion_model.input_blocks:
+        for layer in blk:
+            name = type(layer).__name__
+            if "Downsample" in name:
+                ds *= 2
+            if "SpatialTransformer" in name or "Transformer" in name:
+                best = max(best, ds)
+    return best
+
+
+def _fast_attention():
+    from comfy.ldm.modules import attention
+    return lambda q, k, v, heads: attention.optimized_attention(q, k, v, heads)
+
+
+def make_attn2_patch(key, previous=None):
+    fast = _fast_attention()
+
+    def attn2(q, k, v, extra_options):
+        ctx = extra_options.get("vp2p_control")
+        heads = extra_options["n_heads"]
+        if ctx is not None and ctx.wants("cross", key):
+            return ctx.attend("cross", key, q, k, v, heads, extra_options)
+        if previous is not None:
+            return previous(q, k, v, extra_options)
+        return fast(q, k, v, heads)
+    return attn2
+
+
+def patched_clone(model):
+    m = model.clone()
+    existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
+    for key in transformer_block_keys(m.model.diffusion_model):
+        prev = existing.get(key) or existing.get(key[:2])
+        m.set_model_attn2_replace(make_attn2_patch(key, prev), key[0], key[1], key[2])
+    return m
+
+
+def attention_map_image(store, spec, hw, latent_hw, frames, scale=8):
+    """One panel per frame: the chosen words' cross-attention side by side (heat colours)."""
+    if store is None or hw not in store.sum or not spec.map_tokens:
+        return torch.zeros(frames, latent_hw[0] * scale, latent_hw[1] * scale, 3)
+    h, w = vc.resolution_of(hw, latent_hw)
+    maps = store.maps(hw, h, w) / max(store.steps, 1)   # [2, F, h, w, tokens]
+    panels = []
+    for label, branch, toks in spec.map_tokens:
+        m = maps[0 if branch == "src" else 1][..., toks].sum(-1)   # [F, h, w]
+        m = m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+        m = torch.nn.functional.interpolate(m[:, None], size=(latent_hw[0] * scale, latent_hw[1] * scale),
+                                            mode="bilinear", align_corners=False)[:, 0]
+        heat = torch.stack([m.clamp(0, 1), (2 * m - 1).clamp(0, 1) * 0.9, (1 - 2 * m).clamp(0, 1) * 0.6], -1)
+        panels.append(heat)
+    return torch.cat(panels, dim=2).cpu()
+
+
+class VP2PDecoupledSampler:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL",),
+                "inversion": ("VP2P_INVERSION",),
+                "controller": ("VP2P_CONTROLLER",),
+                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5}),
+                "branch_batching": (["auto", "batched", "source-first"],),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT", "LATENT", "IMAGE")
+    RETURN_NAMES = ("edited", "source", "attention_maps")
+    FUNCTION = "sample"
+    CATEGORY = "video-p2p"
+
+    def sample(self, model, inversion, controller, cfg, branch_batching):
+        return decoupled_sample(model, inversion, controller, cfg, branch_batching)
+
+
+@torch.no_grad()
+def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=True):
+    if cfg <= 0:
+        fail(NODE, "cfg must be > 0.")
+    width = context_dim(model)
+    if width is not None and spec.width != width:
+        fail(NODE, f"the controller was built with a text encoder of width {spec.width}, the model expects "
+                   f"{width}: use the CLIP of this checkpoint in the P2P Controller.")
+    fp = model_fingerprint(model)
+    if inv.model_fingerprint and inv.model_fingerprint != fp:
+        fail(NODE, "the inversion was made with another model (or other tuning/LoRA); invert the video "
+                   "with the same MODEL you sample with.")
+    if spec.source_cond.shape != inv.source_cond.shape or \
+            not torch.allclose(spec.source_cond.float().cpu(), inv.source_cond.float().cpu(), atol=1e-5):
+        fail(NODE, "the controller's source prompt differs from the prompt the video was inverted with; "
+                   "use the same source text in both.")
+    steps = len(inv.sigmas) - 1
+    frames = inv.x_T.shape[0]
+    latent_hw = tuple(inv.x_T.shape[-2:])
+    clone = patched_clone(model)
+    runner = UNetRunner(clone)
+    dev = runner.device
+    sigmas = inv.sigmas.to(dev)
+    x_src = inv.x_T.to(dev).float()
+    x_tgt = x_src.clone()
+    ctrl = spec.controller
+    ds = coarsest_attention_downscale(clone.model.diffusion_model)
+    blend_hw = (latent_hw[0] // ds) * (latent_hw[1] // ds)
+    need_store = ctrl.local_blend is not None or bool(spec.map_tokens)
+    store = vc.AttentionStore() if need_store else None
+    if branch_batching == "auto":
+        branch_batching = "batched"
+        if dev.type != "cpu":
+            need = clone.model.memory_required([4 * frames] + list(inv.x_T.shape[1:])) \
+                if hasattr(clone.model, "memory_required") else 0
+            if need > mm.get_free_memory(dev):
+                branch_batching = "source-first"
+    fast = _fast_attention()
+    tgt_cond = spec.target_cond.to(dev)
+    src_cond = inv.source_cond.to(dev)
+    tgt_uncond = spec.uncond.to(dev)
+    src_cfg = float(inv.cfg)
+    pbar = comfy.utils.ProgressBar(steps)
+    for i in range(steps):
+        throw_if_interrupted()
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        src_null = inv.null_embeddings[i].to(dev)
+        t_uncond = tgt_uncond if decoupled else src_null
+        extra = {"vp2p_frames": frames}
+        if branch_batching == "batched":
+            roles = [vc.SRC_U, vc.SRC_C, vc.TGT_U, vc.TGT_C]
+            ctx = vc.StepContext(None if ctrl.is_identity() and store is None else ctrl, roles, i, steps,
+                                 fast, store, {blend_hw})
+            extra["vp2p_control"] = ctx
+            su, sc, tu, tc = runner.denoise([x_src, x_src, x_tgt, x_tgt], sigma,
+                                            [src_null, src_cond, t_uncond, tgt_cond],
+                                            [UNCOND, COND, UNCOND, COND], extra)
+        else:
+            cache = {}
+            ctx = vc.StepContext(ctrl, [vc.SRC_U, vc.SRC_C], i, steps, fast, store, {blend_hw}, cache)
+            su, sc = runner.denoise([x_src, x_src], sigma, [src_null, src_cond], [UNCOND, COND],
+                                    dict(extra, vp2p_control=ctx))
+            ctx = vc.StepContext(ctrl, [vc.TGT_U, vc.TGT_C], i, steps, fast, store, {blend_hw}, cache)
+            tu, tc = runner.denoise([x_tgt, x_tgt], sigma, [t_uncond, tgt_cond], [UNCOND, COND],
+                                    dict(extra, vp2p_control=ctx))
+        den_src = su + (sc - su) * src_cfg
+        den_tgt = tu + (tc - tu) * cfg
+        if store is not None:
+            store.end_step()
+        x_src = euler_step(x_src, den_src, sigma, sigma_next)
+        x_tgt = euler_step(x_tgt, den_tgt, sigma, sigma_next)
+        lb = ctrl.local_blend
+        if lb is not None and lb.active(i, steps) and blend_hw in store.sum:
+            h, w = vc.resolution_of(blend_hw, latent_hw)
+            maps = store.maps(blend_hw, h, w)
+            mask = lb.mask(maps[0], maps[1], latent_hw).to(dev)
+            x_tgt = lb.apply(x_src, x_tgt, mask)
+        pbar.update_absolute(i + 1, steps)
+    edited = {"samples": runner.to_latent_space(x_tgt)}
+    source = {"samples": runner.to_latent_space(x_src)}
+    maps_img = attention_map_image(store, spec, blend_hw, latent_hw, frames)
+    return (edited, source, maps_img)
+
+
+NODE_CLASS_MAPPINGS = {"VP2PDecoupledSampler": VP2PDecoupledSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"VP2PDecoupledSampler": "Decoupled Sampler"}

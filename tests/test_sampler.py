@@ -1,0 +1,164 @@
+"""Decoupled Sampler in a real ComfyUI on the tiny model: exact equivalences with ComfyUI's DDIM."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import vp2p_testlib as tl
+
+FRAMES, H, W, STEPS, CFG = 3, 8, 8, 5, 7.5
+
+
+def sigmas_for(model, steps):
+    import comfy.samplers
+    return comfy.samplers.calculate_sigmas_scheduler(model.model, "ddim_uniform", steps).float().cpu()
+
+
+def fake_inversion(model, clip, source, noise, steps=STEPS, cfg=CFG, null=None):
+    """The fields the sampler reads, with the empty prompt as every step's null: then the source
+    branch is plain ComfyUI DDIM from `noise * sigma_0` (what KSampler does for ddim_uniform)."""
+    fp = tl.pack("nodes.fingerprint")
+    sig = sigmas_for(model, steps)
+    empty = tl.encode(clip, "")[0][0] if null is None else null
+    n = len(sig) - 1
+    return SimpleNamespace(x_T=(noise * sig[0]).float(), sigmas=sig,
+                           null_embeddings=empty[None].repeat(n, 1, 1, 1).float(),
+                           source_cond=tl.encode(clip, source)[0][0], cfg=cfg, mode="fast",
+                           model_fingerprint=fp.model_fingerprint(model), frames=noise.shape[0],
+                           latent_hw=tuple(noise.shape[-2:]))
+
+
+def controller(clip, source, target, mode="swap", **kw):
+    args = dict(cross_replace=0.2, self_replace=0.5, reweight_words="", reweight_scales="", blend_words="",
+                blend_threshold=0.3, blend_start=0.2, controlled_layers="cross+temporal (paper)", map_words="")
+    args.update(kw)
+    return tl.pack("nodes.controller").VP2PController().build(clip, source, target, mode, **args)
+
+
+def sample(model, inv, spec, cfg=CFG, batching="source-first"):
+    return tl.pack("nodes.sampler").VP2PDecoupledSampler().sample(model, inv, spec, cfg, batching)
+
+
+def ksampler(model, noise, positive, negative, steps=STEPS, cfg=CFG):
+    import comfy.sample
+    lat = torch.zeros_like(noise)
+    return comfy.sample.sample(model, noise, steps, cfg, "ddim", "ddim_uniform", positive, negative, lat,
+                               seed=0).float()
+
+
+@pytest.fixture(scope="module")
+def noise():
+    return torch.randn(FRAMES, 4, H, W, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.fixture(scope="module")
+def inflated(tiny):
+    """An inflated model whose temporal attention is not the identity (as after tuning)."""
+    inflate = tl.pack("nodes.inflate")
+    m = inflate.inflate(tiny[0], True, True, 0, 0)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for t in inflate.temporal_modules(m).values():
+            t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * 0.2)
+    return m
+
+
+def test_control_off_is_core_ksampler(tiny, noise):
+    model, clip, _ = tiny
+    src, tgt = "a red circle", "a blue circle"
+    spec, _, tgt_cond = controller(clip, src, tgt, cross_replace=0.0, self_replace=0.0)
+    inv = fake_inversion(model, clip, src, noise)
+    for batching in ("source-first", "batched"):
+        edited, source, _ = sample(model, inv, spec, batching=batching)
+        want = ksampler(model, noise, tgt_cond, tl.encode(clip, ""))
+        want_src = ksampler(model, noise, tl.encode(clip, src), tl.encode(clip, ""))
+        if batching == "source-first":
+            assert torch.equal(edited["samples"], want)
+            assert torch.equal(source["samples"], want_src)
+        else:   # one UNet call for four chunks: same math, different GEMM shapes
+            assert (edited["samples"] - want).abs().max() < 1e-4
+            assert (source["samples"] - want_src).abs().max() < 1e-4
+
+
+def test_identical_prompts_full_control_edit_equals_source(tiny, inflated, noise):
+    clip = tiny[1]
+    text = "a red circle"
+    for model in (tiny[0], inflated):
+        spec, _, _ = controller(clip, text, text, cross_replace=1.0, self_replace=1.0,
+                                controlled_layers="cross+temporal+frame")
+        inv = fake_inversion(model, clip, text, noise)   # source null == the target's empty prompt
+        edited, source, _ = sample(model, inv, spec)
+        assert torch.equal(edited["samples"], source["samples"])
+
+
+def test_control_changes_the_edit_and_temporal_control_matters(tiny, inflated, noise):
+    model, clip, _ = tiny[0], tiny[1], None
+    src, tgt = "a red circle", "a blue circle"
+    inv = fake_inversion(inflated, clip, src, noise)
+    off, _, _ = controller(clip, src, tgt, cross_replace=0.0, self_replace=0.0)
+    cross, _, _ = controller(clip, src, tgt, cross_replace=0.8, self_replace=0.0)
+    both, _, _ = controller(clip, src, tgt, cross_replace=0.8, self_replace=0.8)
+    e_off = sample(inflated, inv, off)[0]["samples"]
+    e_cross = sample(inflated, inv, cross)[0]["samples"]
+    e_both = sample(inflated, inv, both)[0]["samples"]
+    _, s, _ = sample(inflated, inv, both)
+    d = lambda a, b: (a - b).abs().mean().item()  # noqa: E731
+    assert d(e_cross, e_off) > 1e-4 and d(e_both, e_cross) > 1e-5
+    # copying attention from the source pulls the edit towards the source branch
+    assert d(e_cross, s["samples"]) < d(e_off, s["samples"])
+
+
+def test_reweight_scale_one_changes_nothing(tiny, noise):
+    model, clip, _ = tiny
+    src, tgt = "a red circle", "a blue circle"
+    inv = fake_inversion(model, clip, src, noise)
+    swap, _, _ = controller(clip, src, tgt)
+    rw, _, _ = controller(clip, src, tgt, mode="reweight", reweight_words="blue", reweight_scales="1",
+                          previous=swap)
+    rw2, _, _ = controller(clip, src, tgt, mode="reweight", reweight_words="blue", reweight_scales="3",
+                           previous=swap)
+    a = sample(model, inv, swap)[0]["samples"]
+    assert torch.equal(sample(model, inv, rw)[0]["samples"], a)
+    assert not torch.equal(sample(model, inv, rw2)[0]["samples"], a)
+
+
+def test_local_blend_keeps_source_outside_mask(tiny, inflated, noise):
+    clip = tiny[1]
+    src, tgt = "a red circle", "a blue circle"
+    inv = fake_inversion(inflated, clip, src, noise)
+    spec, _, _ = controller(clip, src, tgt, blend_words="circle", blend_threshold=0.95, blend_start=0.0)
+    edited, source, maps = sample(inflated, inv, spec)
+    e, s = edited["samples"], source["samples"]
+    same = (e == s).all(dim=1)              # [F, h, w]: where the blend kept the source
+    assert same.any() and (~same).any()     # a real mask, neither empty nor full
+    # one mask per frame: they differ between frames of different content
+    assert any(not torch.equal(same[i], same[i + 1]) for i in range(FRAMES - 1))
+    assert maps.shape[0] == FRAMES and maps.shape[-1] == 3
+
+
+def test_attention_map_image_one_panel_per_frame(tiny, noise):
+    model, clip, _ = tiny
+    spec, _, _ = controller(clip, "a red circle", "a blue circle", map_words="blue, circle")
+    inv = fake_inversion(model, clip, "a red circle", noise)
+    _, _, maps = sample(model, inv, spec)
+    assert maps.shape[0] == FRAMES and maps.shape[2] == 2 * maps.shape[1]   # two words side by side
+    assert maps.min() >= 0 and maps.max() <= 1 and maps.amax(dim=(1, 2, 3)).min() > 0.5
+
+
+def test_bad_inputs(tiny, inflated, noise, models_dir):
+    model, clip, _ = tiny
+    runner = tl.pack("nodes.unet_runner")
+    src = "a red circle"
+    spec, _, _ = controller(clip, src, "a blue circle")
+    inv = fake_inversion(inflated, clip, src, noise)
+    with pytest.raises(runner.NodeInputError, match="Decoupled Sampler.*another model"):
+        sample(model, inv, spec)
+    other, _, _ = controller(clip, "a green square", "a blue square")
+    with pytest.raises(runner.NodeInputError, match="source prompt"):
+        sample(inflated, inv, other)
+    wide = tl.load_ckpt(tl.make_tiny_checkpoint(models_dir, "vp2p_wide.safetensors", seed=3, context_dim=32))
+    spec_w, _, _ = controller(wide[1], src, "a blue circle")
+    with pytest.raises(runner.NodeInputError, match="width"):
+        sample(model, inv, spec_w)
+    with pytest.raises(runner.NodeInputError, match="cfg"):
+        sample(inflated, inv, spec, cfg=0.0)
