@@ -2,6 +2,7 @@
 import os
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,3 +39,43 @@ def timed(fn, repeat=1):
 def peak_rss_mb():
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA allocator peak, or sampled process RSS on CPU (MiB)."""
+
+    def __init__(self, device):
+        self.cuda = str(device).startswith("cuda")
+        self.peak = 0.0
+
+    def __enter__(self):
+        import torch
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            import psutil
+            self.proc = psutil.Process()
+            self.base = self.proc.memory_info().rss
+            self.max = self.base
+            self.stop = False
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.stop:
+            self.max = max(self.max, self.proc.memory_info().rss)
+            time.sleep(0.001)
+
+    def __exit__(self, *exc):
+        import torch
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2 ** 20
+        else:
+            self.stop = True
+            self.thread.join()
+            self.max = max(self.max, self.proc.memory_info().rss)
+            self.peak = (self.max - self.base) / 2 ** 20

@@ -10,51 +10,10 @@ import argparse
 import contextlib
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
-
-
-class PeakMemory:
-    """Peak memory of a block: CUDA allocator peak, or sampled process RSS on CPU (MiB)."""
-
-    def __init__(self, device):
-        self.cuda = str(device).startswith("cuda")
-        self.peak = 0.0
-
-    def __enter__(self):
-        import torch
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            import psutil
-            self.proc = psutil.Process()
-            self.base = self.proc.memory_info().rss
-            self.max = self.base
-            self.stop = False
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.stop:
-            self.max = max(self.max, self.proc.memory_info().rss)
-            time.sleep(0.001)
-
-    def __exit__(self, *exc):
-        import torch
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2 ** 20
-        else:
-            self.stop = True
-            self.thread.join()
-            self.max = max(self.max, self.proc.memory_info().rss)
-            self.peak = (self.max - self.base) / 2 ** 20
 
 
 def bench_tuning(model, clip, frames_list, latent, steps, checkpointing, measure):
@@ -73,7 +32,7 @@ def bench_tuning(model, clip, frames_list, latent, steps, checkpointing, measure
         video = tl.video_latent(frames, latent, latent, seed=0)
         with torch.inference_mode(), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
             tune.tune_on_video(inflated, video, cond, 1, 3e-5, 33, gradient_checkpointing=checkpointing)
-            with PeakMemory(device) as mem:
+            with _common.PeakMemory(device) as mem:
                 t = time.perf_counter()
                 tune.tune_on_video(inflated, video, cond, steps, 3e-5, 33, gradient_checkpointing=checkpointing)
                 dt = (time.perf_counter() - t) / steps
@@ -104,7 +63,7 @@ def bench_frame_attention(frames_list, tokens, inner, heads, device):
         for name, fn in (("naive", naive_attention), ("comfy", lambda q_, k_, v_, h: host(q_, k_, v_, h))):
             ref = None
             for chunk in (0, 4, 1):
-                with torch.inference_mode(), PeakMemory(device) as mem:
+                with torch.inference_mode(), _common.PeakMemory(device) as mem:
                     t = time.perf_counter()
                     out = att.frame_attention(q, k, v, frames, heads, fn, chunk)
                     dt = (time.perf_counter() - t) * 1000

@@ -1,31 +1,10 @@
 """Decoupled Sampler in a real ComfyUI on the tiny model: exact equivalences with ComfyUI's DDIM."""
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 import vp2p_testlib as tl
 
 FRAMES, H, W, STEPS, CFG = 3, 8, 8, 5, 7.5
-
-
-def sigmas_for(model, steps):
-    import comfy.samplers
-    return comfy.samplers.calculate_sigmas_scheduler(model.model, "ddim_uniform", steps).float().cpu()
-
-
-def fake_inversion(model, clip, source, noise, steps=STEPS, cfg=CFG, null=None):
-    """The fields the sampler reads, with the empty prompt as every step's null: then the source
-    branch is plain ComfyUI DDIM from `noise * sigma_0` (what KSampler does for ddim_uniform)."""
-    fp = tl.pack("nodes.fingerprint")
-    sig = sigmas_for(model, steps)
-    empty = tl.encode(clip, "")[0][0] if null is None else null
-    n = len(sig) - 1
-    return SimpleNamespace(x_T=(noise * sig[0]).float(), sigmas=sig,
-                           null_embeddings=empty[None].repeat(n, 1, 1, 1).float(),
-                           source_cond=tl.encode(clip, source)[0][0], cfg=cfg, mode="fast",
-                           model_fingerprint=fp.model_fingerprint(model), frames=noise.shape[0],
-                           latent_hw=tuple(noise.shape[-2:]))
 
 
 def controller(clip, source, target, mode="swap", **kw):
@@ -67,7 +46,7 @@ def test_control_off_is_core_ksampler(tiny, noise):
     model, clip, _ = tiny
     src, tgt = "a red circle", "a blue circle"
     spec, _, tgt_cond = controller(clip, src, tgt, cross_replace=0.0, self_replace=0.0)
-    inv = fake_inversion(model, clip, src, noise)
+    inv = tl.noise_inversion(model, clip, src, noise)
     for batching in ("source-first", "batched"):
         edited, source, _ = sample(model, inv, spec, batching=batching)
         want = ksampler(model, noise, tgt_cond, tl.encode(clip, ""))
@@ -86,7 +65,7 @@ def test_identical_prompts_full_control_edit_equals_source(tiny, inflated, noise
     for model in (tiny[0], inflated):
         spec, _, _ = controller(clip, text, text, cross_replace=1.0, self_replace=1.0,
                                 controlled_layers="cross+temporal+frame")
-        inv = fake_inversion(model, clip, text, noise)   # source null == the target's empty prompt
+        inv = tl.noise_inversion(model, clip, text, noise)   # source null == the target's empty prompt
         edited, source, _ = sample(model, inv, spec)
         assert torch.equal(edited["samples"], source["samples"])
 
@@ -94,7 +73,7 @@ def test_identical_prompts_full_control_edit_equals_source(tiny, inflated, noise
 def test_control_changes_the_edit_and_temporal_control_matters(tiny, inflated, noise):
     model, clip, _ = tiny[0], tiny[1], None
     src, tgt = "a red circle", "a blue circle"
-    inv = fake_inversion(inflated, clip, src, noise)
+    inv = tl.noise_inversion(inflated, clip, src, noise)
     off, _, _ = controller(clip, src, tgt, cross_replace=0.0, self_replace=0.0)
     cross, _, _ = controller(clip, src, tgt, cross_replace=0.8, self_replace=0.0)
     both, _, _ = controller(clip, src, tgt, cross_replace=0.8, self_replace=0.8)
@@ -111,7 +90,7 @@ def test_control_changes_the_edit_and_temporal_control_matters(tiny, inflated, n
 def test_reweight_scale_one_changes_nothing(tiny, noise):
     model, clip, _ = tiny
     src, tgt = "a red circle", "a blue circle"
-    inv = fake_inversion(model, clip, src, noise)
+    inv = tl.noise_inversion(model, clip, src, noise)
     swap, _, _ = controller(clip, src, tgt)
     rw, _, _ = controller(clip, src, tgt, mode="reweight", reweight_words="blue", reweight_scales="1",
                           previous=swap)
@@ -125,7 +104,7 @@ def test_reweight_scale_one_changes_nothing(tiny, noise):
 def test_local_blend_keeps_source_outside_mask(tiny, inflated, noise):
     clip = tiny[1]
     src, tgt = "a red circle", "a blue circle"
-    inv = fake_inversion(inflated, clip, src, noise)
+    inv = tl.noise_inversion(inflated, clip, src, noise)
     spec, _, _ = controller(clip, src, tgt, blend_words="circle", blend_threshold=0.95, blend_start=0.0)
     edited, source, maps = sample(inflated, inv, spec)
     e, s = edited["samples"], source["samples"]
@@ -139,7 +118,7 @@ def test_local_blend_keeps_source_outside_mask(tiny, inflated, noise):
 def test_attention_map_image_one_panel_per_frame(tiny, noise):
     model, clip, _ = tiny
     spec, _, _ = controller(clip, "a red circle", "a blue circle", map_words="blue, circle")
-    inv = fake_inversion(model, clip, "a red circle", noise)
+    inv = tl.noise_inversion(model, clip, "a red circle", noise)
     _, _, maps = sample(model, inv, spec)
     assert maps.shape[0] == FRAMES and maps.shape[2] == 2 * maps.shape[1]   # two words side by side
     assert maps.min() >= 0 and maps.max() <= 1 and maps.amax(dim=(1, 2, 3)).min() > 0.5
@@ -150,7 +129,7 @@ def test_bad_inputs(tiny, inflated, noise, models_dir):
     runner = tl.pack("nodes.unet_runner")
     src = "a red circle"
     spec, _, _ = controller(clip, src, "a blue circle")
-    inv = fake_inversion(inflated, clip, src, noise)
+    inv = tl.noise_inversion(inflated, clip, src, noise)
     with pytest.raises(runner.NodeInputError, match="Decoupled Sampler.*another model"):
         sample(model, inv, spec)
     other, _, _ = controller(clip, "a green square", "a blue square")

@@ -82,3 +82,18 @@ def core_graph(ckpt, seed=1, steps=4, batch=2, size=64, sampler="ddim", schedule
         "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
         "7": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "vp2p_test/core"}},
     }
+
+
+def noise_inversion(model, clip, source, noise, steps=5, cfg=7.5):
+    """An inversion whose source branch is plain ComfyUI DDIM from `noise * sigma_0` (every
+    step's null = the empty prompt): what KSampler does from an empty latent with ddim_uniform."""
+    import comfy.samplers
+    from types import SimpleNamespace
+    fp = pack("nodes.fingerprint")
+    sig = comfy.samplers.calculate_sigmas_scheduler(model.model, "ddim_uniform", steps).float().cpu()
+    empty = encode(clip, "")[0][0].float()
+    return SimpleNamespace(x_T=(noise * sig[0]).float(), sigmas=sig,
+                           null_embeddings=empty[None].repeat(len(sig) - 1, 1, 1, 1),
+                           source_cond=encode(clip, source)[0][0], cfg=cfg, mode="fast",
+                           model_fingerprint=fp.model_fingerprint(model), frames=noise.shape[0],
+                           latent_hw=tuple(noise.shape[-2:]))
