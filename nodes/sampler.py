@@ -98,16 +98,22 @@ class VP2PDecoupledSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL",),
-                "inversion": ("VP2P_INVERSION",),
-                "controller": ("VP2P_CONTROLLER",),
-                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5}),
-                "branch_batching": (["auto", "batched", "source-first"],),
+                "model": ("MODEL", {"tooltip": "The same (tuned) model the video was inverted with."}),
+                "inversion": ("VP2P_INVERSION", {"tooltip": "From Shared Null-Text Invert (or Load Inversion)."}),
+                "controller": ("VP2P_CONTROLLER", {"tooltip": "From P2P Controller."}),
+                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5, "tooltip":
+                    "Guidance of the target (edited) branch, against the plain empty prompt. The source "
+                    "branch keeps the inversion's cfg and optimised null embeddings."}),
+                "branch_batching": (["auto", "batched", "source-first"], {"tooltip":
+                    "batched: both branches in one UNet call (fastest); source-first: source then target "
+                    "per step, caching the source attention (half the activation memory, identical edits "
+                    "up to float rounding); auto: batched if it fits in free memory."}),
             }
         }
 
     RETURN_TYPES = ("LATENT", "LATENT", "IMAGE")
     RETURN_NAMES = ("edited", "source", "attention_maps")
+    DESCRIPTION = "Edit the inverted video: the source branch retraces it, the target branch follows the target prompt with the source's attention."
     FUNCTION = "sample"
     CATEGORY = "video-p2p"
 
