@@ -7,6 +7,7 @@ attention maps; and every step controlled), on an inflated tiny model. Ratios ar
 in one run, alternating the variants; absolute seconds only mean something on a GPU.
 
     python bench/bench_edit.py [--frames 8 32] [--latent 16] [--steps 10] [--repeat 3]
+    python bench/bench_edit.py --scaling 8 16 32 64     # frame scaling of the paper setting
 """
 import argparse
 import os
@@ -32,6 +33,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batching", default="auto", choices=["auto", "batched", "source-first"])
+    ap.add_argument("--scaling", type=int, nargs="*", default=None,
+                    help="instead: seconds per frame and peak memory of the paper setting for these frame counts")
     a = ap.parse_args()
     import torch
     _, tl = _common.boot()
@@ -45,6 +48,8 @@ def main():
     dev = model.load_device
     print(f"Decoupled Sampler, tiny inflated model, latent {a.latent}x{a.latent}, {a.steps} steps, "
           f"batching {a.batching}, device {dev}, torch threads {torch.get_num_threads()}; best of {a.repeat}")
+    if a.scaling:
+        return scaling(a, tl, model, clip, specs["paper + blend + maps"], sampler)
     print(f"{'frames':>6} {'variant':>22} {'s':>8} {'ratio':>6} {'peak MiB':>9}")
     for frames in a.frames:
         noise = torch.randn(frames, 4, a.latent, a.latent, generator=torch.Generator().manual_seed(0))
@@ -61,6 +66,20 @@ def main():
                 peak[k] = max(peak.get(k, 0.0), mem.peak)
         for k in specs:
             print(f"{frames:>6} {k:>22} {best[k]:>8.3f} {best[k] / best['off']:>6.3f} {peak[k]:>9.1f}", flush=True)
+
+
+def scaling(a, tl, model, clip, spec, sampler):
+    import torch
+    print(f"{'frames':>6} {'s':>8} {'s/frame':>8} {'peak MiB':>9} {'MiB/frame':>9}")
+    for frames in a.scaling:
+        noise = torch.randn(frames, 4, a.latent, a.latent, generator=torch.Generator().manual_seed(0))
+        inv = tl.noise_inversion(model, clip, "a red circle", noise, steps=a.steps)
+        sampler.decoupled_sample(model, inv, spec, 7.5, a.batching)   # warm-up
+        with _common.PeakMemory(model.load_device) as mem:
+            t = time.perf_counter()
+            sampler.decoupled_sample(model, inv, spec, 7.5, a.batching)
+            dt = time.perf_counter() - t
+        print(f"{frames:>6} {dt:>8.3f} {dt / frames:>8.4f} {mem.peak:>9.1f} {mem.peak / frames:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":
