@@ -1,0 +1,189 @@
+"""DDIM inversion and (shared) null-text optimisation in ComfyUI's sigma space.
+
+Sampling order: step i goes sigmas[i] -> sigmas[i+1] (descending, ending at 0); the inverted
+trajectory `traj[i]` is the latent at sigmas[i], traj[n] the clean input and traj[0] = x_T.
+
+The model is reached only through two callables, so this module needs no ComfyUI:
+  denoise(x, sigma, context, is_cond) -> denoised x0 prediction of one chunk
+      (context [1 or F, tokens, C]; used with grad for the null, without for the rest)
+  cfg_denoise(x, sigma, cond, uncond, cfg) -> the guided x0 prediction exactly as the sampler
+      that will later consume the nulls computes it.
+The guided trajectory during the optimisation is stepped with `cfg_denoise`, so its end is
+bit for bit the reconstruction that sampler produces from x_T with the returned nulls.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from .schedule import ddim_step, vp_scale
+
+MODES = ("null-text", "fast", "negative-prompt")
+LR = 1e-2
+EARLY_STOP = 1e-5
+EARLY_STOP_PER_STEP = 2e-5
+REFERENCE_STEPS = 50
+
+
+@dataclasses.dataclass
+class InversionResult:
+    x_T: torch.Tensor                 # [F,4,h,w] at sigmas[0]
+    nulls: torch.Tensor               # [n, 1 or F, tokens, C] float32; index i used at step i
+    trajectory: list                  # n+1 inverted latents, traj[i] at sigmas[i]
+    reconstruction: torch.Tensor      # guided DDIM from x_T with the nulls, at sigma 0
+    losses: list                      # per step: VP-space MSE of the guided step to the inversion
+    iterations: list                  # per step: optimiser updates made (0 without optimisation)
+
+
+def vp_mse(a: torch.Tensor, b: torch.Tensor, sigma) -> torch.Tensor:
+    """MSE between two latents at `sigma`, measured on the VP latents the UNet sees (the space of
+    the reference's thresholds); at sigma 0 it is the plain MSE."""
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=a.device)
+    return ((a.float() - b.float()) * vp_scale(s)).pow(2).mean()
+
+
+def reference_index(i: int, n: int) -> float:
+    """Step i of n as the matching step of the reference's 50-step schedule: the learning-rate
+    decay and early-stop threshold (written for 50 steps) then keep their meaning for any n
+    (the raw formula would make the learning rate negative beyond 100 steps)."""
+    return i * REFERENCE_STEPS / n
+
+
+def ddim_invert(denoise: Callable, x0: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
+                fixed_point_iterations: int = 0, check: Callable | None = None,
+                on_step: Callable | None = None) -> list:
+    """Deterministic DDIM inversion at guidance 1 (cond only); returns the trajectory.
+
+    Step i is undone by re-using the noise prediction at sigmas[i] on the latent at
+    sigmas[i+1] carried to the same VP scale, as the reference (diffusers' DDIM inversion) does:
+    the UNet sees the VP latent of the less noisy point with the noisier timestep (no UNet call
+    at sigma 0 is needed). Each fixed-point iteration re-evaluates the noise at the current
+    estimate of the noisier point, converging to the exact inverse of the sampler's step, so
+    guidance-1 sampling then retraces the trajectory almost exactly (one UNet call each)."""
+    n = len(sigmas) - 1
+    traj = [None] * (n + 1)
+    x = x0.float()
+    traj[n] = x
+    with torch.no_grad():
+        for k, i in enumerate(range(n - 1, -1, -1)):
+            s, s_next = sigmas[i], sigmas[i + 1]
+            guess = x * (vp_scale(s_next) / vp_scale(s))
+            for _ in range(1 + int(fixed_point_iterations)):
+                if check is not None:
+                    check()
+                eps = (guess - denoise(guess, s, cond, True).float()) / s
+                guess = x + eps * (s - s_next)
+            x = guess
+            traj[i] = x
+            if on_step is not None:
+                on_step("invert", k, n, None)
+    return traj
+
+
+def guided_sample(cfg_denoise: Callable, x_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
+                  nulls: torch.Tensor, cfg: float, trajectory: list | None = None,
+                  check: Callable | None = None, on_step: Callable | None = None):
+    """CFG-guided DDIM from x_T with per-step nulls; returns (x at sigma 0, per-step VP MSE to the
+    trajectory, or [] without one)."""
+    n = len(sigmas) - 1
+    x = x_T
+    losses = []
+    with torch.no_grad():
+        for i in range(n):
+            if check is not None:
+                check()
+            den = cfg_denoise(x, sigmas[i], cond, nulls[i].to(x.device), cfg)
+            x = ddim_step(x, den, sigmas[i], sigmas[i + 1])
+            if trajectory is not None:
+                losses.append(float(vp_mse(x, trajectory[i + 1], sigmas[i + 1])))
+            if on_step is not None:
+                on_step("sample", i, n, losses[-1] if losses else None)
+    return x, losses
+
+
+def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, sigmas: torch.Tensor,
+                   cond: torch.Tensor, null_init: torch.Tensor, cfg: float, inner_iterations: int = 10,
+                   per_frame: bool = False, check: Callable | None = None, on_step: Callable | None = None):
+    """Null-text optimisation along the guided trajectory (Mokady et al.; shared over frames in
+    Video-P2P). For each step: a fresh Adam on the null (initialised from the previous step's),
+    at most `inner_iterations` updates, stopping once the guided step lands within the threshold
+    of the inverted latent; then the guided trajectory advances with the final null.
+
+    Returns (nulls [n, 1 or F, tokens, C], end of the guided trajectory, losses, iterations).
+    Requires grad mode; the model's own parameters should not require grad."""
+    n = len(sigmas) - 1
+    frames = trajectory[0].shape[0]
+    if cfg == 1.0:
+        inner_iterations = 0   # guided == conditional: the null has no effect (zero gradient)
+    null = null_init.detach().float().clone()
+    if per_frame and null.shape[0] == 1:
+        null = null.repeat(frames, 1, 1)
+    x = trajectory[0]
+    nulls, losses, iterations = [], [], []
+    for i in range(n):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        target = trajectory[i + 1]
+        u = reference_index(i, n)
+        threshold = EARLY_STOP + EARLY_STOP_PER_STEP * u
+        if check is not None:
+            check()
+        with torch.no_grad():
+            den_c = denoise(x, s, cond, True).float()
+        null = null.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([null], lr=LR * (1.0 - u / 100.0))
+        updates = 0
+        while updates < inner_iterations:
+            if check is not None:
+                check()
+            den_u = denoise(x, s, null, False).float()
+            den = den_u + (den_c - den_u) * cfg
+            loss = vp_mse(ddim_step(x, den, s, s_next), target, s_next)
+            if loss.item() < threshold:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            updates += 1
+        null = null.detach()
+        del opt
+        with torch.no_grad():
+            if check is not None:
+                check()
+            den = cfg_denoise(x, s, cond, null, cfg)
+            x = ddim_step(x, den, s, s_next)
+            losses.append(float(vp_mse(x, target, s_next)))
+        nulls.append(null.clone())
+        iterations.append(updates)
+        if on_step is not None:
+            on_step("optimise", i, n, losses[-1])
+    return torch.stack(nulls), x, losses, iterations
+
+
+def invert(denoise: Callable, cfg_denoise: Callable, x0: torch.Tensor, sigmas: torch.Tensor,
+           cond: torch.Tensor, empty: torch.Tensor, cfg: float, mode: str = "null-text",
+           inner_iterations: int = 10, per_frame: bool = False, fixed_point_iterations: int = 0,
+           check: Callable | None = None, on_step: Callable | None = None) -> InversionResult:
+    """Invert a video latent (model space, [F,4,h,w]) for CFG sampling at `cfg`.
+
+    mode "null-text": optimised nulls (shared by all frames, or one per frame with per_frame);
+    "fast": plain DDIM inversion, every null is `empty`; "negative-prompt": every null is the
+    source `cond` itself (guided sampling then equals guidance-1 sampling, no optimisation).
+    `empty`/`cond`: [1, tokens, C]. Needs grad mode only for "null-text"."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
+    n = len(sigmas) - 1
+    frames = x0.shape[0]
+    traj = ddim_invert(denoise, x0, sigmas, cond, fixed_point_iterations, check, on_step)
+    if mode == "null-text":
+        nulls, recon, losses, iters = optimise_nulls(denoise, cfg_denoise, traj, sigmas, cond, empty, cfg,
+                                                      inner_iterations, per_frame, check, on_step)
+    else:
+        base = (empty if mode == "fast" else cond).detach().float()
+        one = base.repeat(frames, 1, 1) if per_frame else base
+        nulls = one.unsqueeze(0).repeat(n, 1, 1, 1)
+        recon, losses = guided_sample(cfg_denoise, traj[0], sigmas, cond, nulls, cfg, traj, check, on_step)
+        iters = [0] * n
+    return InversionResult(x_T=traj[0], nulls=nulls, trajectory=traj, reconstruction=recon,
+                           losses=losses, iterations=iters)
