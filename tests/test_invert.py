@@ -1,0 +1,368 @@
+"""Shared Null-Text Invert, its schedule and Save/Load Inversion, in a real ComfyUI on the tiny model."""
+import copy
+import os
+
+import pytest
+import torch
+
+import comfy_host
+import vp2p_testlib as tl
+
+FRAMES, H, W, STEPS, CFG = 3, 8, 8, 10, 7.5
+
+
+def _inv():
+    return tl.pack("nodes.invert")
+
+
+def invert(model, video, cond, empty, steps=STEPS, cfg=CFG, mode="null-text", inner=10, **kw):
+    with torch.inference_mode():  # as in ComfyUI's executor
+        return _inv().invert_video(model, video, cond, empty, steps, cfg, mode, inner, **kw)
+
+
+def mse(a, b):
+    return (a["samples"] - b["samples"]).pow(2).mean().item()
+
+
+def model_sampling(model):
+    return model.get_model_object("model_sampling") if hasattr(model, "get_model_object") \
+        else model.model.model_sampling
+
+
+def comfy_ddim_uniform(model, steps):
+    import comfy.samplers
+    if hasattr(comfy.samplers, "calculate_sigmas"):   # newer ComfyUI: takes model_sampling
+        return comfy.samplers.calculate_sigmas(model_sampling(model), "ddim_uniform", steps)
+    return comfy.samplers.calculate_sigmas_scheduler(model.model, "ddim_uniform", steps)
+
+
+def sampler_source_branch(model, inv):
+    """The Decoupled Sampler's source branch without control, written out."""
+    ur = tl.pack("nodes.unet_runner")
+    with torch.inference_mode():
+        runner = ur.UNetRunner(model)
+        dev = runner.device
+        x = inv.x_T.to(dev).float()
+        sig = inv.sigmas.to(dev)
+        for i in range(len(inv.sigmas) - 1):
+            den = runner.cfg_denoise(x, sig[i], inv.source_cond.to(dev), inv.null_embeddings[i].to(dev), inv.cfg,
+                                     {"vp2p_frames": inv.frames})
+            x = ur.euler_step(x, den, sig[i], sig[i + 1])
+        return runner.to_latent_space(x)
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    return tl.encode(tiny[1], "a red circle moving right"), tl.encode(tiny[1], "")
+
+
+@pytest.fixture(scope="module")
+def video():
+    return tl.video_latent(FRAMES, H, W, seed=21)
+
+
+@pytest.fixture(scope="module")
+def inflated(tiny):
+    """An inflated model whose temporal attention is not the identity (as after tuning)."""
+    infl = tl.pack("nodes.inflate")
+    m = infl.inflate(tiny[0], True, True, 0, 0)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for t in infl.temporal_modules(m).values():
+            t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * 0.2)
+    return m
+
+
+@pytest.fixture(scope="module")
+def fast_and_null(tiny, video, prompts):
+    return invert(tiny[0], video, *prompts, mode="fast"), invert(tiny[0], video, *prompts, mode="null-text")
+
+
+@pytest.fixture()
+def outdir(tmp_path):
+    import folder_paths
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        yield str(tmp_path)
+    finally:
+        folder_paths.set_output_directory(old)
+
+
+# --------------------------------------------------------------------------- schedule
+def test_schedule_is_comfyuis_ddim_uniform(tiny):
+    sch = tl.core("schedule")
+    table = model_sampling(tiny[0]).sigmas
+    assert torch.equal(sch.sd1_sigmas(), table.float().cpu())
+    for steps in (2, 3, 7, 10, 50, 600):
+        ours, comfy = sch.ddim_uniform(steps), comfy_ddim_uniform(tiny[0], steps)
+        assert ours.dtype == torch.float32 and torch.equal(ours, comfy.float().cpu()), steps
+        assert ours[-1] == 0 and bool((ours[:-1] > ours[1:]).all())
+    # ComfyUI's quirk: stride 1000 // steps, so non-divisors can give more steps than asked
+    assert len(sch.ddim_uniform(50)) == 51 and len(sch.ddim_uniform(7)) == 9 and len(sch.ddim_uniform(600)) == 1000
+    with pytest.raises(ValueError):
+        sch.ddim_uniform(0)
+
+
+# --------------------------------------------------------------------------- core, with a stand-in model
+def _gauss_denoiser(weight=0.5):
+    """The exact denoiser for unit-Gaussian data, plus a context-dependent term (so the null matters)."""
+    def denoise(x, sigma, ctx, is_cond):
+        return x / (1 + sigma ** 2) + weight * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) * sigma / (1 + sigma)
+
+    def cfg_denoise(x, sigma, cond, uncond, cfg):
+        u, c = denoise(x, sigma, uncond, False), denoise(x, sigma, cond, True)
+        return u + (c - u) * cfg
+    return denoise, cfg_denoise
+
+
+def test_core_optimiser_schedule_per_reference(monkeypatch):
+    inv, sch = tl.core("inversion"), tl.core("schedule")
+    denoise, cfg_denoise = _gauss_denoiser()
+    created = []
+    adam = torch.optim.Adam
+
+    def spy(params, lr):
+        created.append(lr)
+        return adam(params, lr=lr)
+    monkeypatch.setattr(torch.optim, "Adam", spy)
+    x0 = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    cond, empty = torch.full((1, 77, 8), 1.0), torch.zeros(1, 77, 8)
+    sig = sch.ddim_uniform(50)
+    res = inv.invert(denoise, cfg_denoise, x0, sig, cond, empty, 7.5, "null-text", inner_iterations=3)
+    assert created == [pytest.approx(1e-2 * (1 - i / 100), rel=0, abs=1e-15) for i in range(50)]  # fresh Adam per step
+    assert res.nulls.shape == (50, 1, 77, 8) and all(0 <= k <= 3 for k in res.iterations)
+    # the retrace gets better than plain DDIM's with the empty prompt
+    fast = inv.invert(denoise, cfg_denoise, x0, sig, cond, empty, 7.5, "fast")
+    assert (res.reconstruction - x0).pow(2).mean() < 0.1 * (fast.reconstruction - x0).pow(2).mean()
+    assert torch.equal(res.x_T, fast.x_T)
+
+
+def test_core_early_stop_and_chained_initialisation(monkeypatch):
+    inv, sch = tl.core("inversion"), tl.core("schedule")
+    denoise, cfg_denoise = _gauss_denoiser(weight=0.0)     # the null has no effect: zero gradient
+    x0 = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    empty = torch.randn(1, 77, 8, generator=torch.Generator().manual_seed(2))
+    sig = sch.ddim_uniform(5)
+    res = inv.invert(denoise, cfg_denoise, x0, sig, empty + 1, empty, 7.5, "null-text", inner_iterations=4)
+    assert res.iterations == [4] * 5 and torch.equal(res.nulls, empty[None].repeat(5, 1, 1, 1))
+    monkeypatch.setattr(inv, "EARLY_STOP", 1e9)
+    res = inv.invert(denoise, cfg_denoise, x0, sig, empty + 1, empty, 7.5, "null-text", inner_iterations=4)
+    assert res.iterations == [0] * 5
+    # per-frame nulls: one per frame, each step starting from the previous step's
+    denoise, cfg_denoise = _gauss_denoiser()
+    monkeypatch.undo()
+    res = inv.invert(denoise, cfg_denoise, x0, sig, empty + 1, empty, 7.5, "null-text", 2, per_frame=True)
+    assert res.nulls.shape == (5, 2, 77, 8)
+    assert not torch.equal(res.nulls[0, 0], res.nulls[0, 1]) and not torch.equal(res.nulls[0], res.nulls[1])
+
+
+# --------------------------------------------------------------------------- node, tiny model
+def test_guidance_one_inversion_reconstructs(tiny, video, prompts):
+    (inv_fast, rec_fast) = invert(tiny[0], video, *prompts, cfg=1.0, mode="fast")
+    x0 = video["samples"]
+    assert (inv_fast.x_T - x0).pow(2).mean() > 0.3          # moved far (measured 0.69), not a no-op
+    assert mse(rec_fast, video) < 5e-3 * x0.var()            # first-order DDIM inversion error only
+    # at guidance 1 the unconditional embedding is unused: every mode gives the same bits
+    for mode in ("null-text", "negative-prompt"):
+        inv, rec = invert(tiny[0], video, *prompts, cfg=1.0, mode=mode)
+        assert torch.equal(rec["samples"], rec_fast["samples"]) and torch.equal(inv.x_T, inv_fast.x_T), mode
+    # fixed-point refinement makes the inversion the exact inverse of the sampler's step
+    _, rec = invert(tiny[0], video, *prompts, cfg=1.0, mode="fast", fixed_point_iterations=3)
+    assert (rec["samples"] - x0).abs().max() < 1e-3
+
+
+def test_null_text_beats_plain_ddim_at_cfg(tiny, video, prompts, fast_and_null):
+    (inv_f, rec_f), (inv_n, rec_n) = fast_and_null
+    err_f, err_n = mse(rec_f, video), mse(rec_n, video)
+    assert err_n < err_f / 4, (err_f, err_n)             # measured: ~6x lower at 10 steps
+    assert torch.equal(inv_n.x_T, inv_f.x_T)             # same DDIM inversion underneath
+    assert inv_n.losses[-1] == pytest.approx(mse(rec_n, video), rel=1e-4)
+    assert all(1 <= k <= 10 for k in inv_n.iterations)
+    # negative-prompt inversion: guided sampling with uncond == cond is guidance 1
+    _, rec_np = invert(tiny[0], video, *prompts, mode="negative-prompt")
+    _, rec_1 = invert(tiny[0], video, *prompts, cfg=1.0, mode="fast")
+    assert torch.allclose(rec_np["samples"], rec_1["samples"], atol=1e-5)
+
+
+def test_inversion_object(tiny, video, prompts, fast_and_null):
+    fp = tl.pack("nodes.fingerprint")
+    (inv_f, _), (inv, rec) = fast_and_null
+    n, c = STEPS, prompts[0][0][0].shape[-1]
+    assert inv.null_embeddings.shape == (n, 1, 77, c)    # ONE null per step, shared by all frames
+    assert inv.x_T.shape == (FRAMES, 4, H, W) and inv.frames == FRAMES and inv.latent_hw == (H, W)
+    for t in (inv.x_T, inv.sigmas, inv.null_embeddings, inv.source_cond, inv.empty_cond):
+        assert t.dtype == torch.float32 and t.device.type == "cpu"
+    assert torch.equal(inv.sigmas, comfy_ddim_uniform(tiny[0], STEPS).float())
+    assert torch.equal(inv.source_cond, prompts[0][0][0].float()) and torch.equal(inv.empty_cond, prompts[1][0][0])
+    assert inv.cfg == CFG and inv.mode == "null-text" and inv.seconds > 0 and len(inv.losses) == n
+    assert inv.model_fingerprint == fp.model_fingerprint(tiny[0])
+    assert inv.latent_fingerprint == fp.latent_fingerprint(video["samples"])
+    # the nulls moved away from the empty prompt, step by step
+    assert not torch.equal(inv.null_embeddings[0, 0], inv.empty_cond[0])
+    assert all(not torch.equal(inv.null_embeddings[i], inv.null_embeddings[i + 1]) for i in range(n - 1))
+    assert torch.equal(inv_f.null_embeddings, inv.empty_cond[None].repeat(n, 1, 1, 1))
+    # the reconstruction output is bit for bit the sampler's source branch
+    assert torch.equal(rec["samples"], sampler_source_branch(tiny[0], inv))
+    assert torch.equal(rec["samples"], _inv().reconstruct(tiny[0], inv)["samples"])
+
+
+def test_inflated_model_every_call_carries_the_frame_count(inflated, video, prompts):
+    calls = []
+    m = inflated.clone()
+    previous = m.model_options.get("model_function_wrapper")
+
+    def spy(apply_model, args):
+        calls.append((args["input"].shape[0], args["c"]["transformer_options"].get("vp2p_frames")))
+        return previous(apply_model, args) if previous else apply_model(args["input"], args["timestep"], **args["c"])
+    m.set_model_unet_function_wrapper(spy)
+    inv, rec = invert(m, video, *prompts, steps=4, inner=10)
+    assert calls and all(f == FRAMES and b in (FRAMES, 2 * FRAMES) for b, f in calls)
+    assert inv.null_embeddings.shape[:2] == (4, 1)
+    assert torch.equal(rec["samples"], sampler_source_branch(m, inv))
+    _, rec_f = invert(m, video, *prompts, steps=4, mode="fast")
+    assert mse(rec, video) < mse(rec_f, video) / 2, (mse(rec, video), mse(rec_f, video))
+    # per-frame nulls (ablation option) plug into the same sampler loop
+    inv_pf, rec_pf = invert(m, video, *prompts, steps=2, inner=2, per_frame=True)
+    assert inv_pf.null_embeddings.shape[:2] == (2, FRAMES)
+    assert torch.equal(rec_pf["samples"], sampler_source_branch(m, inv_pf))
+
+
+# --------------------------------------------------------------------------- interrupt / errors
+def _snapshot(model):
+    import comfy.model_management as mm
+    mm.unload_all_models()
+    dm = model.model.diffusion_model
+    return {"weights": {k: v.clone() for k, v in dm.state_dict().items()},
+            "params": [(id(p), p.requires_grad, p.grad) for p in dm.parameters()],
+            "patches": {k: list(v) for k, v in model.patches.items()},
+            "object_patches": dict(model.object_patches), "options": repr(model.model_options),
+            "hooks": sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in dm.modules())}
+
+
+@pytest.mark.parametrize("failure", ["interrupt", "error"])
+def test_interrupt_or_error_leaves_the_model_untouched(tiny, inflated, video, prompts, monkeypatch, failure):
+    import comfy.model_management as mm
+    import comfy.utils
+    model = tiny[0] if failure == "interrupt" else inflated
+    before = _snapshot(model)
+    assert all(g is None for _, _, g in before["params"])
+    original = comfy.utils.ProgressBar.update_absolute
+    seen = []
+
+    def update(self, value, total=None, preview=None):
+        original(self, value, total, preview)
+        seen.append(value)
+        if value == 4 + 2:     # 4 inversion steps, then 2 optimisation steps
+            if failure == "interrupt":
+                mm.interrupt_current_processing(True)
+            else:
+                raise RuntimeError("boom")
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
+    expected = mm.InterruptProcessingException if failure == "interrupt" else RuntimeError
+    with pytest.raises(expected):
+        invert(model, video, *prompts, steps=4, inner=3)
+    monkeypatch.undo()
+    assert seen == list(range(1, 7))                     # stopped within the step it was asked to
+    assert not mm.processing_interrupted()
+    after = _snapshot(model)
+    assert after["weights"].keys() == before["weights"].keys()
+    assert all(torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
+    for key in ("params", "patches", "object_patches", "options", "hooks"):
+        assert after[key] == before[key], key
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_clear_errors(tiny, video, prompts):
+    import comfy.model_base
+    err = tl.pack("nodes.unet_runner").NodeInputError
+    model = tiny[0]
+    with pytest.raises(err, match="steps must be at least 2"):
+        invert(model, video, *prompts, steps=1)
+    with pytest.raises(err, match="cfg must be > 0"):
+        invert(model, video, *prompts, cfg=0.0)
+    with pytest.raises(err, match="empty"):
+        invert(model, {"samples": torch.zeros(0, 4, H, W)}, *prompts)
+    with pytest.raises(err, match="width 32"):
+        invert(model, video, [[torch.zeros(1, 77, 32), {}]], prompts[1])
+    with pytest.raises(err, match="empty_conditioning has width 32"):
+        invert(model, video, prompts[0], [[torch.zeros(1, 77, 32), {}]])
+    with pytest.raises(err, match="token count"):
+        invert(model, video, [[torch.zeros(1, 154, 64), {}]], prompts[1])
+    with pytest.raises(err, match="mode must be one of"):
+        invert(model, video, *prompts, mode="exact")
+    v_model = model.clone()
+    v_model.model = copy.copy(model.model)
+    v_model.model.model_type = comfy.model_base.ModelType.V_PREDICTION
+    with pytest.raises(err, match="epsilon-prediction"):
+        invert(v_model, video, *prompts)
+    assert "Shared Null-Text Invert" in str(pytest.raises(err, invert, model, video, *prompts, steps=1).value)
+
+
+# --------------------------------------------------------------------------- files
+def test_save_load_round_trip_and_mismatches(tiny, inflated, models_dir, video, prompts, fast_and_null, outdir):
+    inv_mod = _inv()
+    err = tl.pack("nodes.unet_runner").NodeInputError
+    _, (inv, _) = fast_and_null
+    path = inv_mod.save_inversion(inv, "unit")
+    assert path.startswith(os.path.join(outdir, "video_p2p")) and path.endswith(".safetensors")
+    name = os.path.relpath(path, os.path.join(outdir, "video_p2p"))
+    import safetensors.torch
+    safetensors.torch.save_file({"x": torch.zeros(1)}, os.path.join(outdir, "video_p2p", "junk.safetensors"))
+    assert inv_mod.list_inversions() == [name]           # only inversion files are offered
+    loaded = inv_mod.load_inversion(name, tiny[0], video)
+    for f in ("x_T", "sigmas", "null_embeddings", "source_cond", "empty_cond"):
+        assert torch.equal(getattr(loaded, f), getattr(inv, f)), f
+    for f in ("cfg", "mode", "model_fingerprint", "latent_fingerprint", "frames", "latent_hw", "steps",
+              "inner_iterations", "fixed_point_iterations", "losses", "iterations", "seconds"):
+        assert getattr(loaded, f) == getattr(inv, f), f
+    assert torch.equal(_inv().reconstruct(tiny[0], loaded)["samples"], _inv().reconstruct(tiny[0], inv)["samples"])
+    assert inv_mod.load_inversion(name, tiny[0]).frames == FRAMES    # the latent is optional
+
+    other = tl.load_ckpt(tl.make_tiny_checkpoint(models_dir, name="vp2p_tiny_other.safetensors", seed=1))[0]
+    with pytest.raises(err, match="another model"):
+        inv_mod.load_inversion(name, other)
+    with pytest.raises(err, match="another model"):
+        inv_mod.load_inversion(name, inflated)
+    with pytest.raises(err, match="3 frames but the video latent has 4"):
+        inv_mod.load_inversion(name, tiny[0], tl.video_latent(4, H, W, seed=21))
+    with pytest.raises(err, match=r"latent size \(8, 8\).*\(8, 16\)"):
+        inv_mod.load_inversion(name, tiny[0], tl.video_latent(FRAMES, H, 16, seed=21))
+    with pytest.raises(err, match="another video"):
+        inv_mod.load_inversion(name, tiny[0], tl.video_latent(FRAMES, H, W, seed=22))
+    with pytest.raises(err, match="not found"):
+        inv_mod.load_inversion("nope.safetensors", tiny[0])
+    with pytest.raises(err, match="not a Video-P2P inversion"):
+        inv_mod.load_inversion("junk.safetensors", tiny[0])
+
+
+def test_nodes_through_the_executor(tiny_ckpt, tiny, prompts, outdir):
+    g = {
+        "1": {"class_type": "VP2PLoadSmallCheckpoint", "inputs": {"ckpt_name": tiny_ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a red circle moving right"}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": ""}},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 8 * W, "height": 8 * H, "batch_size": FRAMES}},
+        "5": {"class_type": "VP2PSharedNullTextInvert", "inputs": {
+            "model": ["1", 0], "latent": ["4", 0], "conditioning": ["2", 0], "empty_conditioning": ["3", 0],
+            "steps": 3, "cfg": CFG, "mode": "null-text", "inner_iterations": 2}},
+        "6": {"class_type": "VP2PSaveInversion", "inputs": {"inversion": ["5", 0], "filename_prefix": "exec"}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 1], "filename_prefix": "vp2p_test/inv"}},
+    }
+    out = comfy_host.run_prompt(g)
+    inv, rec = out["5"]
+    assert isinstance(inv, _inv().Inversion) and inv.null_embeddings.shape[:2] == (3, 1)
+    zeros = {"samples": torch.zeros(FRAMES, 4, H, W)}
+    direct, direct_rec = invert(tiny[0], zeros, *prompts, steps=3, inner=2)
+    assert torch.equal(inv.null_embeddings, direct.null_embeddings) and torch.equal(rec["samples"], direct_rec["samples"])
+    files = _inv().list_inversions()
+    assert len(files) == 1 and files[0].startswith("exec") and out["_ui"]["6"]["text"] == files
+    # load it back in a second prompt (checked against the model and the video) and save it again
+    g2 = {k: g[k] for k in ("1", "4")}
+    g2["8"] = {"class_type": "VP2PLoadInversion", "inputs": {"inversion_file": files[0], "model": ["1", 0],
+                                                             "latent": ["4", 0]}}
+    g2["9"] = {"class_type": "VP2PSaveInversion", "inputs": {"inversion": ["8", 0], "filename_prefix": "again"}}
+    loaded = comfy_host.run_prompt(g2)["8"][0]
+    assert torch.equal(loaded.x_T, inv.x_T) and torch.equal(loaded.null_embeddings, inv.null_embeddings)
+    g2["4"]["inputs"]["batch_size"] = FRAMES + 1
+    with pytest.raises(RuntimeError, match="frames"):
+        comfy_host.run_prompt(g2)
