@@ -141,3 +141,21 @@ def test_bad_inputs(tiny, inflated, noise, models_dir):
         sample(model, inv, spec_w)
     with pytest.raises(runner.NodeInputError, match="cfg"):
         sample(inflated, inv, spec, cfg=0.0)
+
+
+def test_source_branch_is_the_inversion_reconstruction(tiny, inflated):
+    """Real inversion (null-text) -> Decoupled Sampler: the source LATENT is bit-identical to the
+    inversion's reconstruction LATENT, with the edit running alongside."""
+    clip = tiny[1]
+    src = "a red circle"
+    video = tl.video_latent(FRAMES, H, W, seed=3)
+    inv_node = tl.pack("nodes.invert").VP2PSharedNullTextInvert()
+    with torch.inference_mode():
+        inv, recon = inv_node.invert(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
+                                     "null-text", 3)
+    spec, _, _ = controller(clip, src, "a blue circle", blend_words="circle")
+    edited, source, _ = sample(inflated, inv, spec, batching="source-first")
+    assert torch.equal(source["samples"], recon["samples"])
+    assert not torch.equal(edited["samples"], source["samples"])
+    _, source_b, _ = sample(inflated, inv, spec, batching="batched")
+    assert (source_b["samples"] - recon["samples"]).abs().max() < 1e-4
