@@ -49,6 +49,7 @@ class Inversion:
     x_T: torch.Tensor               # [F,4,h,w] float32 CPU, model space, the noisy x at sigmas[0]
     sigmas: torch.Tensor            # [n+1] float32 CPU, ComfyUI ddim_uniform, ends in 0
     null_embeddings: torch.Tensor   # [n,1,tokens,C] float32 CPU; index i used from sigmas[i] to sigmas[i+1]
+    #                                 ([n,F,tokens,C] only from invert_video(per_frame=True), an ablation)
     source_cond: torch.Tensor       # [1,tokens,C] float32 CPU
     cfg: float
     mode: str
