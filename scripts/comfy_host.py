@@ -172,6 +172,9 @@ class ComfyServer:
         import urllib.request
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([self.stubs, env.get("PYTHONPATH", "")])
+        import torch
+        # same intra-op thread count as this process: CPU float reductions depend on it
+        env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
         cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--dont-print-server"]
         if self.extra:
