@@ -1,0 +1,1 @@
+"""The toy world: procedural videos with known truth, and pixel oracles (numpy/opencv only)."""

@@ -1,0 +1,122 @@
+"""Pixel oracles for the toy world: what object is in a frame, where, and how well a video
+keeps its background and motion. They only look at pixels (uint8 RGB), so they judge
+generated and edited videos exactly like rendered ones."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .world import COLOURS
+
+_PALETTE = np.array(list(COLOURS.values()), np.float32)
+_NAMES = list(COLOURS)
+OBJECT_DISTANCE = 85.0     # RGB distance to an object colour for a pixel to count as object
+
+
+def _as_uint8(img):
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = np.clip(np.round(img * 255.0 if img.max() <= 1.0 + 1e-6 else img), 0, 255).astype(np.uint8)
+    return img
+
+
+def object_mask(img) -> np.ndarray:
+    """Bool [H,W]: the largest connected region of object-palette colours."""
+    img = _as_uint8(img).astype(np.float32)
+    d = np.linalg.norm(img[:, :, None, :] - _PALETTE[None, None], axis=-1).min(-1)
+    cand = (d < OBJECT_DISTANCE).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=4)
+    if n <= 1:
+        return np.zeros(cand.shape, bool)
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return labels == best
+
+
+def classify(img) -> dict:
+    """{'colour', 'shape', 'centre' (x, y px), 'area' px, 'fill'} of the main object, or
+    colour/shape None when no object is visible."""
+    img8 = _as_uint8(img)
+    m = object_mask(img8)
+    area = int(m.sum())
+    if area < 12:
+        return {"colour": None, "shape": None, "centre": None, "area": area, "fill": None}
+    pix = img8[m].astype(np.float32)
+    med = np.median(pix, axis=0)
+    colour = _NAMES[int(np.linalg.norm(_PALETTE - med, axis=1).argmin())]
+    cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cnt = max(cnts, key=cv2.contourArea)
+    (w, h) = cv2.minAreaRect(cnt)[1]
+    fill = area / max(w * h, 1.0) if w * h > 0 else 0.0
+    hull = cv2.convexHull(cnt)
+    perim = cv2.arcLength(hull, True)
+    circ = 4 * math.pi * cv2.contourArea(hull) / max(perim * perim, 1e-6)
+    # convex-hull circularity 4 pi A / P^2: circle ~1, square pi/4, triangle ~0.6
+    shape = "circle" if circ > 0.9 else "square" if circ > 0.73 else "triangle"
+    ys, xs = np.nonzero(m)
+    return {"colour": colour, "shape": shape, "centre": (float(xs.mean()), float(ys.mean())), "area": area,
+            "fill": float(fill), "circularity": float(circ)}
+
+
+def classify_video(frames) -> list:
+    return [classify(f) for f in frames]
+
+
+def psnr(a, b, mask=None) -> float:
+    """PSNR (dB, peak 255) of two uint8 images, optionally only where mask is True."""
+    a = _as_uint8(a).astype(np.float64)
+    b = _as_uint8(b).astype(np.float64)
+    d = (a - b) ** 2
+    if mask is not None:
+        m = np.asarray(mask, bool)
+        if not m.any():
+            return float("nan")
+        d = d[m]
+    mse = float(d.mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def dilate(mask, px=3) -> np.ndarray:
+    k = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
+    return cv2.dilate(np.asarray(mask, np.uint8), k) > 0
+
+
+def background_mask(*mask_sets, px=3):
+    """[F,H,W] bool: outside every given (dilated) object mask of each frame."""
+    out = None
+    for masks in mask_sets:
+        bad = np.stack([dilate(np.asarray(m) > 0.02, px) for m in masks])
+        out = bad if out is None else out | bad
+    return ~out
+
+
+def background_psnr(video, reference, bg) -> float:
+    """PSNR over all frames' background pixels (bg: [F,H,W] bool)."""
+    v = np.stack([_as_uint8(f) for f in video])
+    r = np.stack([_as_uint8(f) for f in reference])
+    return psnr(v, r, bg)
+
+
+def flicker(video, bg) -> float:
+    """Mean absolute frame-to-frame change (0..255) where the background should be static:
+    outside the object in both frames of each pair. The toy world's background never moves,
+    so all of it is flicker."""
+    v = np.stack([_as_uint8(f) for f in video]).astype(np.float32)
+    if len(v) < 2:
+        return 0.0
+    diffs = []
+    for t in range(len(v) - 1):
+        m = bg[t] & bg[t + 1]
+        if m.any():
+            diffs.append(np.abs(v[t + 1] - v[t])[m].mean())
+    return float(np.mean(diffs)) if diffs else float("nan")
+
+
+def track_error(video, centres) -> float:
+    """Mean distance (px) between the detected object centre and the known one."""
+    errs = []
+    for f, c in zip(video, centres):
+        got = classify(f)["centre"]
+        errs.append(float("nan") if got is None else math.dist(got, c))
+    return float(np.nanmean(errs)) if not all(math.isnan(e) for e in errs) else float("nan")
