@@ -26,10 +26,19 @@ def _update(h, name, t):
     h.update(flat.float().cpu().numpy().tobytes())
 
 
+PREFIX = "diffusion_model."
+
+
 def base_fingerprint(model) -> str:
-    """The base UNet weights only (what tuning deltas are valid for)."""
+    """The base UNet weights only (what tuning deltas are valid for), the same whether or not
+    some clone's weight patches are applied right now: ComfyUI patches the shared modules in
+    place while a model is loaded and keeps the originals in `backup` (shared by all clones)."""
     h = hashlib.sha1()
-    for name, t in sorted(model.model.diffusion_model.state_dict().items()):
+    sd = model.model.diffusion_model.state_dict()
+    for key, b in (getattr(model, "backup", None) or {}).items():
+        if key.startswith(PREFIX) and key[len(PREFIX):] in sd:
+            sd[key[len(PREFIX):]] = getattr(b, "weight", b)
+    for name, t in sorted(sd.items()):
         if "temporal" in name:
             continue
         _update(h, name, t)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import types
 
 import torch
 
@@ -75,13 +74,7 @@ def query_keys(model) -> dict:
 
 def unpatched_base_fingerprint(model) -> str:
     """base_fingerprint of the checkpoint weights even while some clone's patches are applied."""
-    sd = model.model.diffusion_model.state_dict()
-    for key, b in getattr(model, "backup", {}).items():
-        if key.startswith(infl.PREFIX) and key[len(infl.PREFIX):] in sd:
-            sd[key[len(infl.PREFIX):]] = getattr(b, "weight", b)
-    shim = types.SimpleNamespace(model=types.SimpleNamespace(
-        diffusion_model=types.SimpleNamespace(state_dict=lambda: sd)))
-    return base_fingerprint(shim)
+    return base_fingerprint(model)
 
 
 @contextlib.contextmanager

@@ -104,7 +104,7 @@ def to_image(frames_u8):
 
 
 def to_uint8(images):
-    return (images[..., :3].float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+    return np.ascontiguousarray((images[..., :3].float().clamp(0, 1) * 255).round().byte().cpu().numpy())
 
 
 class VP2PLoadVideo:

@@ -103,7 +103,7 @@ class _Client:
         self.server = server
 
 
-def run_prompt(prompt: dict, outputs: list[str] | None = None) -> dict:
+def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | None = None) -> dict:
     """Validate and execute an API-format prompt with ComfyUI's PromptExecutor.
 
     Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped).
@@ -124,7 +124,7 @@ def run_prompt(prompt: dict, outputs: list[str] | None = None) -> dict:
     executor = execution.PromptExecutor(server) if "server" in inspect.signature(execution.PromptExecutor).parameters \
         else execution.PromptExecutor(server)
     execute_outputs = valid[2] if outputs is None else outputs
-    res = executor.execute(prompt, prompt_id, {"client_id": None}, execute_outputs)
+    res = executor.execute(prompt, prompt_id, {"client_id": client_id}, execute_outputs)
     if inspect.iscoroutine(res):
         st["loop"].run_until_complete(res)
     if not executor.success:
