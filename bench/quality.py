@@ -1,0 +1,221 @@
+"""Quality benchmark: the paper's ablations on the toy world, judged by pixel oracles.
+
+Each case (a JSON case file, see bench/cases/README.md) renders a toy-world video with known
+truth, then edits it with Video-P2P and with ablations / baselines on the same video:
+
+  video-p2p          tuned T2S model + shared null-text inversion + decoupled guidance + control
+  no tuning          the inflated model untuned
+  per-frame null     one optimised null embedding per frame instead of one shared
+  no decoupling      the target branch also uses the optimised nulls
+  fast inversion     plain DDIM inversion (no optimisation)
+  negative-prompt    the source prompt as the unconditional embedding (no optimisation)
+  ddim + target      image model, plain DDIM inversion, target prompt, no attention control
+  image-p2p          image model, each frame inverted (null-text) and edited alone with P2P
+
+Metrics (oracles on decoded pixels): reconstruction PSNR of the inversion against the input
+video; edit success (share of frames whose object the oracle reads as the target's colour and
+shape); background PSNR of the edit against the input outside the (dilated) object masks;
+flicker (mean frame-to-frame change of the edit minus that of the input, outside the object:
+extra temporal change that the known motion does not explain); seconds.
+
+    python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
+                            [--variants video-p2p fast-inversion ...] [--limit N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+REPO = _common.REPO
+VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-decoupling", "fast-inversion",
+            "negative-prompt", "ddim+target", "image-p2p"]
+DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
+            "cross_replace": 0.2, "self_replace": 0.5, "blend_words": "", "blend_threshold": 0.3,
+            "blend_start": 0.2, "reweight_words": "", "reweight_scales": "", "mode": "swap", "seed": 33}
+
+
+def load_cases(path):
+    with open(path) as f:
+        data = json.load(f)
+    defaults = dict(DEFAULTS, **data.get("defaults", {}))
+    cases = []
+    for i, c in enumerate(data["cases"]):
+        case = dict(defaults, **c)
+        case.setdefault("name", f"case{i}")
+        if "target" not in case or "world" not in case:
+            raise SystemExit(f"case {case['name']}: 'world' and 'target' are required")
+        cases.append(case)
+    return cases
+
+
+def expected(world, target, spec):
+    """Target colour/shape: the palette words of the target prompt (else the source's)."""
+    words = target.replace(",", " ").split()
+    colour = next((w for w in words if w in world.COLOURS), spec.colour)
+    shape = next((w for w in words if w in world.SHAPES), spec.shape)
+    return colour, shape
+
+
+class Runner:
+    def __init__(self, ckpt, threads):
+        import torch
+        _, self.tl = _common.boot()
+        if threads:
+            torch.set_num_threads(threads)
+        import folder_paths
+        sc = self.tl.pack("nodes.small_checkpoint")
+        path = ckpt if os.path.isfile(ckpt) else folder_paths.get_full_path("checkpoints", ckpt)
+        if not path:
+            raise SystemExit(f"checkpoint {ckpt!r} not found")
+        self.model, self.clip, self.vae = sc.load_checkpoint(path)
+        self.world, self.oracle = self.tl.pack("vp2p_toy.world"), self.tl.pack("vp2p_toy.oracle")
+        self.infl, self.tune = self.tl.pack("nodes.inflate"), self.tl.pack("nodes.tune")
+        self.inv, self.sampler = self.tl.pack("nodes.invert"), self.tl.pack("nodes.sampler")
+        self.ctrl = self.tl.pack("nodes.controller").VP2PController()
+        self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
+
+    def controller(self, case, layers="cross+temporal (paper)", off=False):
+        c = case
+        return self.ctrl.build(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
+                               0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
+                               "" if off else c["blend_words"], c["blend_threshold"], c["blend_start"], layers, "")[0]
+
+    def decode(self, latent):
+        import torch
+        with torch.inference_mode():
+            img = self.vae.decode(latent["samples"])
+        return (img.clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+    def edit(self, model, latent, case, spec, mode="null-text", per_frame=False, decoupled=True):
+        import torch
+        cond, empty = self.tl.encode(self.clip, case["source"]), self.tl.encode(self.clip, "")
+        t = time.perf_counter()
+        with torch.inference_mode():
+            inv, recon = self.inv.invert_video(model, latent, cond, empty, case["steps"], case["cfg"], mode,
+                                               case["inner_iterations"], per_frame=per_frame)
+            edited, _, _ = self.sampler.decoupled_sample(model, inv, spec, case["cfg"], "auto", decoupled=decoupled)
+        return recon, edited, time.perf_counter() - t
+
+    def run_case(self, case, variants):
+        import torch
+        w, o = self.world, self.oracle
+        spec = w.WorldSpec.from_dict(case["world"])
+        case.setdefault("source", spec.caption)
+        video, truth = w.render(spec)
+        images = torch.from_numpy(video.astype("float32") / 255.0)
+        with torch.inference_mode():
+            latent = {"samples": self.vae.encode(images).float()}
+        want = expected(w, case["target"], spec)
+        ctrl, off = self.controller(case), self.controller(case, off=True)
+        results, tuned, tune_s = {}, None, 0.0
+        needs_tuning = {"video-p2p", "per-frame-null", "no-decoupling", "fast-inversion", "negative-prompt"}
+        inflated = self.infl.inflate(self.model, True, True, 0, 0)
+        if needs_tuning & set(variants):
+            t = time.perf_counter()
+            with torch.inference_mode():
+                tuned, _ = self.tune.tune_on_video(inflated, latent, self.tl.encode(self.clip, case["source"]),
+                                                   case["tune_steps"], case["tune_lr"], case["seed"])
+            tune_s = time.perf_counter() - t
+        runs = {
+            "video-p2p": lambda: self.edit(tuned, latent, case, ctrl),
+            "no-tuning": lambda: self.edit(inflated, latent, case, ctrl),
+            "per-frame-null": lambda: self.edit(tuned, latent, case, ctrl, per_frame=True),
+            "no-decoupling": lambda: self.edit(tuned, latent, case, ctrl, decoupled=False),
+            "fast-inversion": lambda: self.edit(tuned, latent, case, ctrl, mode="fast"),
+            "negative-prompt": lambda: self.edit(tuned, latent, case, ctrl, mode="negative-prompt"),
+            "ddim+target": lambda: self.edit(self.model, latent, case, off, mode="fast"),
+            "image-p2p": lambda: self.per_frame_p2p(latent, case),
+        }
+        for v in variants:
+            recon, edited, secs = runs[v]()
+            if v in needs_tuning:
+                secs += tune_s
+            rec, ed = self.decode(recon), self.decode(edited)
+            seen = o.classify_video(ed)
+            edited_masks = [o.object_mask(f) for f in ed]
+            bg = o.background_mask(truth["masks"], edited_masks)
+            results[v] = {
+                "recon_psnr": o.psnr(rec, video),
+                "edit_success": sum((s["colour"], s["shape"]) == want for s in seen) / len(seen),
+                "bg_psnr": o.background_psnr(ed, video, bg),
+                "flicker": o.flicker(ed, bg),
+                "seconds": secs,
+            }
+            line = " ".join(f"{k} {val:.3g}" for k, val in results[v].items())
+            print(f"  {case['name']:<18} {v:<16} {line}", flush=True)
+        return results
+
+    def per_frame_p2p(self, latent, case):
+        """Image-P2P: every frame inverted and edited alone with the image model (no tuning)."""
+        import torch
+        ctrl = self.controller(case, layers="cross+frame")
+        recons, edits, secs = [], [], 0.0
+        for f in range(latent["samples"].shape[0]):
+            one = {"samples": latent["samples"][f:f + 1]}
+            r, e, s = self.edit(self.image_model, one, case, ctrl)
+            recons.append(r["samples"])
+            edits.append(e["samples"])
+            secs += s
+        return {"samples": torch.cat(recons)}, {"samples": torch.cat(edits)}, secs
+
+
+def summarise(all_results, variants):
+    import numpy as np
+    keys = ["recon_psnr", "edit_success", "bg_psnr", "flicker", "seconds"]
+    table = {}
+    for v in variants:
+        rows = [r[v] for r in all_results.values() if v in r]
+        table[v] = {}
+        for k in keys:
+            vals = np.array([row[k] for row in rows], float)
+            vals = vals[np.isfinite(vals)]
+            table[v][k] = (float(vals.mean()), float(vals.std())) if len(vals) else (float("nan"), float("nan"))
+    return table
+
+
+def markdown(table, n_cases, case_file):
+    head = ("| variant | recon PSNR dB | edit success | background PSNR dB | flicker | s/case |\n"
+            "|---|---|---|---|---|---|")
+    rows = []
+    for v, m in table.items():
+        f = lambda k, p=1: f"{m[k][0]:.{p}f} ± {m[k][1]:.{p}f}"  # noqa: E731
+        rows.append(f"| {v} | {f('recon_psnr')} | {f('edit_success', 2)} | {f('bg_psnr')} | {f('flicker', 2)} | "
+                    f"{m['seconds'][0]:.0f} |")
+    return f"{n_cases} cases from `{case_file}` (mean ± std over cases)\n\n" + head + "\n" + "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default=os.path.join(REPO, "bench", "cases", "default.json"))
+    ap.add_argument("--ckpt", default="toy_world_sd1.safetensors")
+    ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--out", default=os.path.join(REPO, "artifacts", "quality.json"))
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    cases = load_cases(a.cases)[:a.limit or None]
+    r = Runner(a.ckpt, a.threads)
+    print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
+    all_results = {}
+    t0 = time.time()
+    for case in cases:
+        all_results[case["name"]] = r.run_case(case, a.variants)
+    table = summarise(all_results, a.variants)
+    md = markdown(table, len(cases), os.path.relpath(a.cases, REPO))
+    print("\n" + md)
+    print(f"\ntotal {time.time() - t0:.0f} s")
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"cases": cases, "results": all_results, "summary": table, "markdown": md}, f, indent=1,
+                  default=str)
+
+
+if __name__ == "__main__":
+    main()
