@@ -15,7 +15,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 LINK_TYPES_SKIP = ("*",)
-NOTE_W, COL_W, ROW_GAP = 420, 340, 40
+NOTE_W, COL_W, ROW_GAP = 360, 400, 70
 
 
 def _is_widget(spec):
@@ -77,7 +77,11 @@ class Graph:
         if inputs:
             raise KeyError(f"{class_type} has no linkable inputs {sorted(inputs)}")
         outs = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
-        h = height or 60 + 26 * (len(node_inputs) + len(values)) + 20 * len(outs)
+        multiline = sum(1 for g_ in ("required", "optional") for n_, sp in types.get(g_, {}).items()
+                        if len(sp) > 1 and isinstance(sp[1], dict) and sp[1].get("multiline"))
+        h = height or 40 + 24 * max(len(node_inputs), len(outs)) + 26 * len(values) + 60 * multiline
+        if class_type == "VP2PController":
+            h += 100                    # the alignment preview
         node = {"id": len(self.nodes) + 1, "type": class_type, "pos": self._place(col, h), "size": [COL_W - 40, h],
                 "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": node_inputs,
                 "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}

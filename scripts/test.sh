@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_host.sh
+bash scripts/setup_browser.sh      # headless Chromium + driver + selenium for tests/test_web.py
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,63 @@
+"""POST /vp2p/align: the P2P Controller's alignment preview for the editor, computed by the
+same seq_aligner the node uses (SD1.x CLIPs share one tokenizer)."""
+from __future__ import annotations
+
+import functools
+import logging
+
+from ..vp2p_core import seq_aligner as sa
+from .controller import parse_words
+
+NODE_CLASS_MAPPINGS = {}
+log = logging.getLogger("video-p2p")
+
+
+@functools.lru_cache(maxsize=1)
+def _encode():
+    import comfy.sd1_clip
+    try:
+        tok = comfy.sd1_clip.SD1Tokenizer()
+    except TypeError:     # newer ComfyUI wants keyword arguments
+        tok = comfy.sd1_clip.SD1Tokenizer(embedding_directory=None, tokenizer_data={})
+    inner = getattr(tok, "clip_l", tok)
+    hf = inner.tokenizer
+    return lambda w: hf(w)["input_ids"][1:-1]
+
+
+def align(body: dict) -> dict:
+    mode = body.get("mode") or "swap"
+    if mode not in ("swap", "refine", "reweight"):
+        return {"ok": False, "error": f"unknown mode {mode!r}"}
+    try:
+        scales = [float(s) for s in parse_words(str(body.get("reweight_scales", "")))]
+    except ValueError:
+        return {"ok": False, "error": "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
+    return sa.describe(_encode(), str(body.get("source", "")), str(body.get("target", "")), mode,
+                       parse_words(str(body.get("reweight_words", ""))),
+                       parse_words(str(body.get("blend_words", ""))), scales)
+
+
+def _register():
+    try:
+        import server
+        from aiohttp import web
+    except ImportError:
+        return
+    instance = getattr(server.PromptServer, "instance", None)
+    if instance is None:
+        return
+
+    @instance.routes.post("/vp2p/align")
+    async def vp2p_align(request):
+        try:
+            body = await request.json()
+        except Exception:
+            return web.json_response({"ok": False, "error": "expected a JSON body"})
+        try:
+            return web.json_response(align(body))
+        except Exception as e:  # the preview must never break the editor
+            log.exception("vp2p align preview failed")
+            return web.json_response({"ok": False, "error": str(e)})
+
+
+_register()
