@@ -132,8 +132,18 @@ def test_queue_toy_workflow_and_see_the_output(browser):
         "for (const n of app.graph._nodes) { if (n.type === 'VP2PSharedNullTextInvert')"
         " n.widgets.find(w => w.name === 'steps').value = 10; }")
     d.execute_script("app.queuePrompt(0, 1);")
-    wait_for(d, "return app.graph._nodes.some(n => n.type === 'VP2PSaveVideo' && n.imgs && n.imgs.length &&"
-                " n.imgs[0].complete && n.imgs[0].naturalWidth > 0);", 400, "the output image in the editor")
+    # the editor received the executed message with our preview (shown on the Save Video node)
+    images = wait_for(d, "const n = app.graph._nodes.find(n => n.type === 'VP2PSaveVideo');"
+                         "const o = app.nodeOutputs && app.nodeOutputs[n.id];"
+                         "return o && o.images && o.images.length ? o.images : null;", 400, "the output in the editor")
+    import urllib.parse
+    import urllib.request
+    q = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+    data = urllib.request.urlopen(f"{srv.url}/view?{q}", timeout=30).read()
+    assert data[:4] == b"RIFF" and len(data) > 100      # the animated webp preview is served
+    d.execute_script("const n = app.graph._nodes.find(n => n.type === 'VP2PSaveVideo');"
+                     "app.canvas.centerOnNode ? app.canvas.centerOnNode(n) : null; app.graph.setDirtyCanvas(true, true);")
+    time.sleep(1.0)
     deadline = time.time() + 60
     while not srv.get_json("/history") and time.time() < deadline:    # written when the prompt ends
         time.sleep(0.5)
