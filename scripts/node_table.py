@@ -43,7 +43,12 @@ def main():
     import comfy_host
     comfy_host.boot(threads=1)
     pack = comfy_host.pack_module("nodes")
-    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+    order = ["VP2PInflateT2SModel", "VP2PTuneOnVideo", "VP2PLoadTuning", "VP2PSharedNullTextInvert",
+             "VP2PSaveInversion", "VP2PLoadInversion", "VP2PController", "VP2PDecoupledSampler", "VP2PLoadVideo",
+             "VP2PSaveVideo", "VP2PSideBySide", "VP2PLoadSmallCheckpoint", "VP2PToyWorldVideo", "VP2PToyWorldOracle"]
+    names = sorted(pack.NODE_CLASS_MAPPINGS, key=lambda n: order.index(n) if n in order else len(order))
+    for name in names:
+        cls = pack.NODE_CLASS_MAPPINGS[name]
         print(node_markdown(name, cls, pack.NODE_DISPLAY_NAME_MAPPINGS.get(name, name)))
 
 

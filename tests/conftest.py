@@ -43,3 +43,15 @@ def tiny(tiny_ckpt):
 @pytest.fixture(scope="session")
 def output_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("output"))
+
+
+@pytest.fixture()
+def outdir(tmp_path):
+    """ComfyUI's output folder pointed at a fresh temporary folder for one test."""
+    import folder_paths
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        yield str(tmp_path)
+    finally:
+        folder_paths.set_output_directory(old)

@@ -63,30 +63,12 @@ def video():
 
 @pytest.fixture(scope="module")
 def inflated(tiny):
-    """An inflated model whose temporal attention is not the identity (as after tuning)."""
-    infl = tl.pack("nodes.inflate")
-    m = infl.inflate(tiny[0], True, True, 0, 0)
-    g = torch.Generator().manual_seed(9)
-    with torch.no_grad():
-        for t in infl.temporal_modules(m).values():
-            t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * 0.2)
-    return m
+    return tl.trained_like_inflation(tiny[0])
 
 
 @pytest.fixture(scope="module")
 def fast_and_null(tiny, video, prompts):
     return invert(tiny[0], video, *prompts, mode="fast"), invert(tiny[0], video, *prompts, mode="null-text")
-
-
-@pytest.fixture()
-def outdir(tmp_path):
-    import folder_paths
-    old = folder_paths.get_output_directory()
-    folder_paths.set_output_directory(str(tmp_path))
-    try:
-        yield str(tmp_path)
-    finally:
-        folder_paths.set_output_directory(old)
 
 
 # --------------------------------------------------------------------------- schedule

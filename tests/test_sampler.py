@@ -32,14 +32,7 @@ def noise():
 
 @pytest.fixture(scope="module")
 def inflated(tiny):
-    """An inflated model whose temporal attention is not the identity (as after tuning)."""
-    inflate = tl.pack("nodes.inflate")
-    m = inflate.inflate(tiny[0], True, True, 0, 0)
-    g = torch.Generator().manual_seed(9)
-    with torch.no_grad():
-        for t in inflate.temporal_modules(m).values():
-            t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * 0.2)
-    return m
+    return tl.trained_like_inflation(tiny[0])
 
 
 def test_control_off_is_core_ksampler(tiny, noise):

@@ -27,17 +27,6 @@ def video():
     return tl.video_latent(4, 8, 8, seed=21)
 
 
-@pytest.fixture()
-def outdir(tmp_path):
-    import folder_paths
-    old = folder_paths.get_output_directory()
-    folder_paths.set_output_directory(str(tmp_path))
-    try:
-        yield str(tmp_path)
-    finally:
-        folder_paths.set_output_directory(old)
-
-
 def _tune(model, video, cond, steps=3, lr=1e-3, seed=33, **kw):
     with torch.inference_mode():  # as in ComfyUI's executor
         return _mods()[1].tune_on_video(model, video, cond, steps, lr, seed, **kw)

@@ -22,15 +22,6 @@ def synthetic(frames=6, h=48, w=64):
     return x
 
 
-@pytest.fixture()
-def outdir(tmp_path):
-    import folder_paths
-    old = folder_paths.get_output_directory()
-    folder_paths.set_output_directory(str(tmp_path))
-    yield str(tmp_path)
-    folder_paths.set_output_directory(old)
-
-
 def test_mp4_round_trip_with_range_stride_resize(tmp_path, outdir):
     frames = synthetic()
     saved = vf().VP2PSaveVideo().save(vf().to_image(frames), 12.0, "vp2p/clip", "mp4")

@@ -97,3 +97,40 @@ def noise_inversion(model, clip, source, noise, steps=5, cfg=7.5):
                            source_cond=encode(clip, source)[0][0], cfg=cfg, mode="fast",
                            model_fingerprint=fp.model_fingerprint(model), frames=noise.shape[0],
                            latent_hw=tuple(noise.shape[-2:]))
+
+
+TOY_CKPT = "toy_world_sd1.safetensors"
+
+
+def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
+    """Text-to-image accuracy of a toy-world model by the pixel oracles: core KSampler (ddim,
+    ddim_uniform) for every colour x shape pair, backgrounds cycling. -> (colour acc, shape acc, rows)."""
+    import itertools
+    import nodes
+    world, oracle = pack("vp2p_toy.world"), pack("vp2p_toy.oracle")
+    rows = []
+    bgs = list(itertools.product(world.BACKGROUNDS, world.BG_COLOURS))
+    size = 64
+    for i, (colour, shape) in enumerate(itertools.product(world.COLOURS, world.SHAPES)):
+        bg, bgc = bgs[i % len(bgs)]
+        text = world.caption(colour, shape, bg, bgc)
+        lat = nodes.EmptyLatentImage().generate(size, size, per_pair)[0]
+        out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, text),
+                                    encode(clip, ""), lat)[0]
+        imgs = vae.decode(out["samples"])
+        for f in (imgs.clamp(0, 1) * 255).round().byte().cpu().numpy():
+            got = oracle.classify(f)
+            rows.append((colour, shape, got["colour"], got["shape"]))
+    n = len(rows)
+    return sum(r[0] == r[2] for r in rows) / n, sum(r[1] == r[3] for r in rows) / n, rows
+
+
+def trained_like_inflation(model, seed=9, scale=0.2):
+    """An inflated clone whose temporal attention is not the identity (as after tuning)."""
+    inflate = pack("nodes.inflate")
+    m = inflate.inflate(model, True, True, 0, 0)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in inflate.temporal_modules(m).values():
+            t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * scale)
+    return m
