@@ -25,16 +25,19 @@ def _encode():
 
 
 def align(body: dict) -> dict:
-    mode = body.get("mode") or "swap"
+    """describe() of the controller's widget values; bad input comes back as ok=False."""
+    if not isinstance(body, dict):
+        return {"ok": False, "error": "expected a JSON object"}
+    text = lambda key: str(body.get(key) or "")  # noqa: E731
+    mode = text("mode") or "swap"
     if mode not in ("swap", "refine", "reweight"):
         return {"ok": False, "error": f"unknown mode {mode!r}"}
     try:
-        scales = [float(s) for s in parse_words(str(body.get("reweight_scales", "")))]
+        scales = [float(s) for s in parse_words(text("reweight_scales"))]
     except ValueError:
         return {"ok": False, "error": "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
-    return sa.describe(_encode(), str(body.get("source", "")), str(body.get("target", "")), mode,
-                       parse_words(str(body.get("reweight_words", ""))),
-                       parse_words(str(body.get("blend_words", ""))), scales)
+    return sa.describe(_encode(), text("source"), text("target"), mode,
+                       parse_words(text("reweight_words")), parse_words(text("blend_words")), scales)
 
 
 def _register():

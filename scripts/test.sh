@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_host.sh
-bash scripts/setup_browser.sh      # headless Chromium + driver + selenium for tests/test_web.py
+# headless Chromium + driver + selenium for tests/test_web.py (which fails, saying how to
+# install them, if this could not install them: no root, no apt)
+bash scripts/setup_browser.sh || echo "[test] WARNING: browser setup failed; tests/test_web.py will fail" >&2
 exec .venv/bin/python -m pytest "$@"

@@ -1,10 +1,14 @@
 """The web extension in real headless Chromium against the real ComfyUI HTTP server: our nodes
-render with no missing types, the P2P Controller shows the live alignment preview, and a
-queued toy workflow produces its output. Screenshots go to artifacts/web/."""
+render with no missing types, the P2P Controller shows the live alignment preview while a
+prompt is typed, and a queued toy workflow produces its output in the editor.
+Screenshots and the browser console go to artifacts/web/."""
+import glob
 import json
 import os
 import shutil
 import time
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -12,6 +16,25 @@ import comfy_host
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOTS = os.path.join(REPO, "artifacts", "web")
+WORKFLOWS = sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
+INSTALL = "run `bash scripts/setup_browser.sh` (Debian packages chromium + chromium-driver, selenium into .venv)"
+
+CONTROLLERS = "app.graph._nodes.filter(n => n.type === 'VP2PController')"
+PREVIEW = f"(() => {{ const n = {CONTROLLERS}[0]; const w = n && n.widgets.find(w => w.name === 'alignment');" \
+          " return w ? w.element.innerText : null; })()"
+
+# fits the view to the node of type arguments[0] and all nodes right of it
+FIT_VIEW = """
+const first = app.graph._nodes.find(n => n.type === arguments[0]);
+const ns = app.graph._nodes.filter(n => n.pos[0] >= first.pos[0]);
+const x0 = Math.min(...ns.map(n => n.pos[0])), y0 = Math.min(...ns.map(n => n.pos[1])) - LiteGraph.NODE_TITLE_HEIGHT;
+const x1 = Math.max(...ns.map(n => n.pos[0] + n.size[0])), y1 = Math.max(...ns.map(n => n.pos[1] + n.size[1]));
+const el = app.canvas.canvas, pad = 20;
+const scale = Math.min(1, (el.clientWidth - 2 * pad) / (x1 - x0), (el.clientHeight - 2 * pad) / (y1 - y0));
+app.canvas.ds.scale = scale;
+app.canvas.ds.offset = [pad / scale - x0, pad / scale - y0];
+app.graph.setDirtyCanvas(true, true);
+"""
 
 
 def chrome_driver():
@@ -19,134 +42,217 @@ def chrome_driver():
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.fail("selenium is not installed: run scripts/setup_browser.sh")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+        pytest.fail(f"selenium is not installed: {INSTALL}")
+    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     driver = shutil.which("chromedriver") or "/usr/lib/chromium/chromedriver"
     if not binary or not os.path.exists(driver):
-        pytest.fail("Chromium and its driver are not installed: run scripts/setup_browser.sh "
-                    "(Debian packages chromium and chromium-driver)")
+        pytest.fail(f"headless Chromium and its driver are not installed: {INSTALL}")
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=1600,1000", "--disable-extensions"):
         opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # an explicit driver path: selenium never looks for (or downloads) a browser itself
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def wait_for(driver, script, timeout=60, what="condition"):
+def wait_for(driver, expr, timeout=60, what="condition"):
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
-        last = driver.execute_script(script)
+        last = driver.execute_script(f"return {expr};")
         if last:
             return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last value {last!r})")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {last!r})")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     os.makedirs(SHOTS, exist_ok=True)
     out = tmp_path_factory.mktemp("web_out")
-    srv = comfy_host.ComfyServer(log_path=str(out / "server.log"), extra_args=["--output-directory", str(out)])
+    log = out / "server.log"
+    srv = comfy_host.ComfyServer(log_path=str(log), extra_args=["--output-directory", str(out)])
     with srv:
         d = chrome_driver()
         try:
             d.get(srv.url)
-            wait_for(d, "return !!(window.app && app.graph && window.LiteGraph && "
+            wait_for(d, "!!(window.app && app.graph && window.LiteGraph && "
                         "LiteGraph.registered_node_types['VP2PController'])", 90, "the ComfyUI editor")
             yield d, srv
         finally:
+            with open(os.path.join(SHOTS, "console.log"), "w") as f:
+                for e in console(d):
+                    f.write(f"{e['level']} {e['message']}\n")
             d.quit()
+            shutil.copy(log, os.path.join(SHOTS, "server.log"))
 
 
-def load(driver, name):
-    with open(os.path.join(REPO, "workflows", name)) as f:
+def console(driver):
+    """All browser console entries so far (chromedriver hands each entry out only once)."""
+    seen = driver.__dict__.setdefault("_vp2p_console", [])
+    seen.extend(driver.get_log("browser"))
+    return seen
+
+
+def load(driver, path):
+    with open(path) as f:
         wf = json.load(f)
     driver.execute_script("app.loadGraphData(arguments[0]);", wf)
-    time.sleep(1.0)
+    time.sleep(0.5)
     return wf
 
 
-def controller_preview(driver):
+def modal_text(driver):
+    """Text of any visible ComfyUI dialog (e.g. the missing node types one)."""
     return driver.execute_script(
-        "const n = app.graph._nodes.find(n => n.type === 'VP2PController');"
-        "const el = n && n.widgets.find(w => w.name === 'alignment');"
-        "return el ? el.element.innerText : null;")
+        "return [...document.querySelectorAll('.comfy-modal')].filter(m => m.offsetParent !== null)"
+        ".map(m => m.innerText).join('\\n');")
 
 
 def set_widgets(driver, values):
     driver.execute_script(
-        "const n = app.graph._nodes.find(n => n.type === 'VP2PController');"
+        f"const n = {CONTROLLERS}[0];"
         "for (const [k, v] of Object.entries(arguments[0])) n.widgets.find(w => w.name === k).value = v;"
         "app.graph.setDirtyCanvas(true, true);", values)
+
+
+def wait_preview(driver, needle, what, timeout=30):
+    return wait_for(driver, f"(() => {{ const t = {PREVIEW}; return t && t.includes({json.dumps(needle)}) ? t : null; }})()",
+                    timeout, what)
 
 
 def test_route_directly(browser):
     _, srv = browser
     d = srv.post_json("/vp2p/align", {"source": "a red circle", "target": "a blue circle", "mode": "swap"})
     assert d["ok"] and d["pairs"] == [{"source": "red", "target": "blue", "op": "swap"}]
+    assert [w["op"] for w in d["target"]] == ["keep", "swap", "keep"]
     d = srv.post_json("/vp2p/align", {"source": "a cat", "target": "a big cat", "mode": "swap"})
     assert not d["ok"] and "refine" in d["error"]
+    d = srv.post_json("/vp2p/align", {"source": "a cat", "target": "a big cat", "mode": "refine",
+                                      "blend_words": "cat"})
+    assert d["ok"] and d["pairs"] == [{"source": None, "target": "big", "op": "added"}]
+    assert [w["blend"] for w in d["target"]] == [False, False, True]
+    d = srv.post_json("/vp2p/align", {"source": "a cat", "target": "a fluffy cat", "mode": "reweight",
+                                      "reweight_words": "fluffy", "reweight_scales": "2"})
+    assert d["ok"] and [w["scale"] for w in d["target"]] == [None, 2.0, None]
+    # bad input is reported to the editor, never an HTTP error
+    assert srv.post_json("/vp2p/align", {"source": "a", "target": "a", "mode": "nope"})["ok"] is False
+    assert srv.post_json("/vp2p/align", {"source": "a cat", "target": "a cat", "mode": "reweight",
+                                         "reweight_words": "cat", "reweight_scales": "x"})["ok"] is False
+    assert srv.post_json("/vp2p/align", ["not", "an", "object"])["ok"] is False
 
 
-def test_workflow_renders_without_missing_nodes(browser):
+def test_extension_loaded(browser):
     d, _ = browser
-    wf = load(d, "toy_word_swap.json")
+    assert d.execute_script("return app.extensions.some(e => e.name === 'videop2p.alignmentPreview');")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=os.path.basename)
+def test_workflow_renders_without_missing_nodes(browser, path):
+    d, _ = browser
+    wf = load(d, path)
     types = d.execute_script("return app.graph._nodes.map(n => n.type);")
     assert sorted(types) == sorted(n["type"] for n in wf["nodes"])
     missing = d.execute_script("return app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type])"
                                ".map(n => n.type);")
     assert missing == []
-    body = d.find_element("tag name", "body").text
-    assert "were not found" not in body
-    assert d.execute_script("return app.graph._nodes.find(n => n.type === 'VP2PDecoupledSampler').widgets"
-                            ".map(w => w.name);") == ["cfg", "branch_batching"]
-    d.save_screenshot(os.path.join(SHOTS, "toy_word_swap_workflow.png"))
+    assert "were not found" not in modal_text(d)
+    # our nodes got their widgets, and every controller its preview, with no alignment error
+    sampler = d.execute_script("const n = app.graph._nodes.find(n => n.type === 'VP2PDecoupledSampler');"
+                               "return n ? n.widgets.map(w => w.name) : null;")
+    assert sampler in (None, ["cfg", "branch_batching"])
+    n_ctrl = d.execute_script(f"return {CONTROLLERS}.length;")
+    assert n_ctrl >= 1
+    texts = wait_for(d, f"(() => {{ const t = {CONTROLLERS}.map(n => n.widgets.find(w => w.name === 'alignment')"
+                        ".element.innerText); return t.every(s => s.includes('tgt')) ? t : null; })()",
+                     30, "every controller's preview")
+    for t in texts:
+        assert "error" not in t, t
+    if os.path.basename(path) == "toy_word_swap.json":
+        d.save_screenshot(os.path.join(SHOTS, "toy_word_swap_workflow.png"))
 
 
 def test_alignment_preview_live(browser):
+    from selenium.webdriver.common.keys import Keys
     d, _ = browser
-    load(d, "toy_word_swap.json")
-    text = wait_for(d, "const n = app.graph._nodes.find(n => n.type === 'VP2PController');"
-                       "const t = n.widgets.find(w => w.name === 'alignment').element.innerText;"
-                       "return t.includes('red -> green') ? t : null;", 30, "the swap preview")
-    assert "swap" in text
-    set_widgets(d, {"target_text": "a big green circle on a striped gray background"})
-    text = wait_for(d, "const t = app.graph._nodes.find(n => n.type === 'VP2PController').widgets"
-                       ".find(w => w.name === 'alignment').element.innerText; return t.includes('error') ? t : null;",
-                    30, "the swap-length error")
-    assert "refine" in text
+    load(d, os.path.join(REPO, "workflows", "toy_word_swap.json"))
+    text = wait_preview(d, "red -> green", "the swap preview")
+    assert "swap: red -> green" in text and "error" not in text
+
+    # type a target prompt with one more word into the node's text box, as a user does
+    box = d.execute_script(f"return {CONTROLLERS}[0].widgets.find(w => w.name === 'target_text').inputEl;")
+    box.click()
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys("a big green circle on a striped gray background")
+    text = wait_preview(d, "error", "the swap-length error")
+    assert "refine" in text and "9" in text
     d.save_screenshot(os.path.join(SHOTS, "alignment_error.png"))
+
     set_widgets(d, {"mode": "refine", "blend_words": "circle"})
-    text = wait_for(d, "const t = app.graph._nodes.find(n => n.type === 'VP2PController').widgets"
-                       ".find(w => w.name === 'alignment').element.innerText; return t.includes('+ big') ? t : null;",
-                    30, "the refine preview")
-    assert "error" not in text
+    text = wait_preview(d, "+ big", "the refine preview")
+    assert "error" not in text and "blend: circle" in text
     d.save_screenshot(os.path.join(SHOTS, "alignment_refine.png"))
+
+    set_widgets(d, {"mode": "reweight", "target_text": "a red circle on a striped gray background",
+                    "reweight_words": "striped", "reweight_scales": "2.5", "blend_words": ""})
+    text = wait_preview(d, "reweight: striped x2.5", "the reweight preview")
+    assert "error" not in text
+
+    set_widgets(d, {"mode": "swap", "target_text": "a red circle on a striped gray background",
+                    "blend_words": "hexagon"})
+    text = wait_preview(d, "warning", "the unknown blend word warning")
+    assert "hexagon" in text and "no word changes" in text
+    d.save_screenshot(os.path.join(SHOTS, "alignment_warning.png"))
 
 
 def test_queue_toy_workflow_and_see_the_output(browser):
     d, srv = browser
-    load(d, "toy_fast_mode.json")
+    load(d, os.path.join(REPO, "workflows", "toy_fast_mode.json"))
     d.execute_script(
         "for (const n of app.graph._nodes) { if (n.type === 'VP2PSharedNullTextInvert')"
         " n.widgets.find(w => w.name === 'steps').value = 10; }")
     d.execute_script("app.queuePrompt(0, 1);")
-    # the editor received the executed message with our preview (shown on the Save Video node)
-    images = wait_for(d, "const n = app.graph._nodes.find(n => n.type === 'VP2PSaveVideo');"
-                         "const o = app.nodeOutputs && app.nodeOutputs[n.id];"
-                         "return o && o.images && o.images.length ? o.images : null;", 400, "the output in the editor")
-    import urllib.parse
-    import urllib.request
-    q = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+    # the editor receives the executed messages: our Save Video preview and the attention maps
+    outputs = ("(() => { const out = {}; for (const n of app.graph._nodes) {"
+               " const o = app.nodeOutputs && app.nodeOutputs[n.id];"
+               " if (o && o.images && o.images.length) out[n.title || n.type] = o.images; } return out; })()")
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        got = d.execute_script(f"return {outputs};")
+        if "Save Video (VP2P)" in got and "Attention maps" in got:
+            break
+        errors = d.execute_script("return [app.lastNodeErrors, app.lastExecutionError];")
+        hist = srv.get_json("/history")
+        failed = [h["status"] for h in hist.values() if h.get("status", {}).get("status_str") == "error"]
+        if any(errors) or failed:
+            d.save_screenshot(os.path.join(SHOTS, "toy_fast_mode_error.png"))
+            pytest.fail(f"the queued workflow failed: {errors} {failed} {modal_text(d)}")
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"no output in the editor after 400 s (got {sorted(got)})")
+    img = got["Save Video (VP2P)"][0]
+    q = urllib.parse.urlencode({k: img[k] for k in ("filename", "subfolder", "type")})
     data = urllib.request.urlopen(f"{srv.url}/view?{q}", timeout=30).read()
-    assert data[:4] == b"RIFF" and len(data) > 100      # the animated webp preview is served
-    d.execute_script("const n = app.graph._nodes.find(n => n.type === 'VP2PSaveVideo');"
-                     "app.canvas.centerOnNode ? app.canvas.centerOnNode(n) : null; app.graph.setDirtyCanvas(true, true);")
-    time.sleep(1.0)
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"     # the animated webp preview is served
     deadline = time.time() + 60
     while not srv.get_json("/history") and time.time() < deadline:    # written when the prompt ends
         time.sleep(0.5)
     hist = srv.get_json("/history")
     assert hist and all(h["status"]["status_str"] == "success" for h in hist.values())
+    # show the sampler and everything right of it: the editor loads a node's preview <img> when
+    # it draws the node
+    d.execute_script(FIT_VIEW, "VP2PDecoupledSampler")
+    wait_for(d, "app.graph._nodes.filter(n => app.nodeOutputs[n.id] && app.nodeOutputs[n.id].images)"
+                ".every(n => n.imgs && n.imgs.length && n.imgs[0].complete && n.imgs[0].naturalWidth > 0)",
+             30, "the output previews drawn on the canvas")
+    time.sleep(0.3)
     d.save_screenshot(os.path.join(SHOTS, "toy_fast_mode_done.png"))
+
+
+def test_no_errors_in_the_browser_console(browser):
+    d, _ = browser
+    errors = [e["message"] for e in console(d) if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+    assert errors == []

@@ -6,78 +6,126 @@ import { api } from "../../scripts/api.js";
 
 const WATCHED = ["source_text", "target_text", "mode", "reweight_words", "reweight_scales", "blend_words"];
 const COLOURS = { swap: "#f0a030", added: "#50c878", removed: "#e05050", keep: "#c8c8c8" };
+const DEBOUNCE_MS = 300;   // wait this long after the last change before asking the server
+const POLL_MS = 500;       // catches changes that fire no event (graph loads, scripted values)
 
 function esc(s) {
   return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
 }
 
+function wordHtml(w) {
+  const style = [`color:${COLOURS[w.op] || COLOURS.keep}`];
+  const deco = [];
+  if (w.op === "removed") deco.push("line-through");
+  if (w.blend) deco.push("underline");
+  if (deco.length) style.push(`text-decoration:${deco.join(" ")}`);
+  const tip = `${w.op}, ${w.tokens} token${w.tokens === 1 ? "" : "s"}` +
+    (w.scale != null ? `, attention x${w.scale}` : "") + (w.blend ? ", local blend" : "");
+  const scale = w.scale != null && w.scale !== 1 ? `<sup>x${w.scale}</sup>` : "";
+  return `<span title="${esc(tip)}" style="${style.join(";")}">${esc(w.word)}</span>${scale}`;
+}
+
 function render(el, d) {
-  if (!d) return;
-  const word = (w) => {
-    let style = `color:${COLOURS[w.op] || COLOURS.keep}`;
-    if (w.op === "removed") style += ";text-decoration:line-through";
-    if (w.blend) style += ";text-decoration:underline";
-    const scale = w.scale != null && w.scale !== 1 ? `<sup>x${w.scale}</sup>` : "";
-    return `<span style="${style}">${esc(w.word)}</span>${scale}`;
-  };
   const lines = [];
-  lines.push(`<div><b>src</b> ${(d.source || []).map(word).join(" ")}</div>`);
-  lines.push(`<div><b>tgt</b> ${(d.target || []).map(word).join(" ")}</div>`);
+  lines.push(`<div><b>src</b> ${(d.source || []).map(wordHtml).join(" ")}</div>`);
+  lines.push(`<div><b>tgt</b> ${(d.target || []).map(wordHtml).join(" ")}</div>`);
   const pairs = (d.pairs || []).map((p) =>
     p.op === "swap" ? `${esc(p.source)} -> ${esc(p.target)}` : p.op === "added" ? `+ ${esc(p.target)}` : `- ${esc(p.source)}`);
-  if (pairs.length) lines.push(`<div class="vp2p-pairs">${d.mode}: ${pairs.join(", ")}</div>`);
-  else if (d.ok) lines.push(`<div class="vp2p-pairs">${d.mode}: no word changes</div>`);
+  if (pairs.length) lines.push(`<div class="vp2p-pairs">${esc(d.mode)}: ${pairs.join(", ")}</div>`);
+  else if (d.ok) lines.push(`<div class="vp2p-pairs">${esc(d.mode)}: no word changes</div>`);
+  const target = d.target || [];
+  const weighted = target.filter((w) => w.scale != null).map((w) => `${esc(w.word)} x${w.scale}`);
+  if (weighted.length) lines.push(`<div class="vp2p-reweight">reweight: ${weighted.join(", ")}</div>`);
+  const blend = target.filter((w) => w.blend).map((w) => esc(w.word));
+  if (blend.length) lines.push(`<div class="vp2p-blend">blend: ${blend.join(", ")}</div>`);
   for (const w of d.warnings || []) lines.push(`<div class="vp2p-warning" style="color:#e8c040">warning: ${esc(w)}</div>`);
   if (d.error) lines.push(`<div class="vp2p-error" style="color:#ff6060">error: ${esc(d.error)}</div>`);
   el.innerHTML = lines.join("");
+}
+
+function addPreview(node) {
+  const el = document.createElement("div");
+  el.className = "vp2p-alignment";
+  el.style.cssText = "font: 11px monospace; padding: 4px; overflow: auto; background: #1c1c1c; " +
+    "border-radius: 4px; min-height: 64px; white-space: pre-wrap; word-break: break-word;";
+  el.textContent = "alignment preview";
+  node.addDOMWidget("alignment", "vp2p_alignment", el, {
+    serialize: false, getValue() {}, setValue() {}, getMinHeight: () => 72, getMaxHeight: () => 160,
+  });
+
+  const values = () => {
+    const vals = {};
+    for (const name of WATCHED) vals[name] = node.widgets?.find((w) => w.name === name)?.value ?? "";
+    return vals;
+  };
+  let sent = null;    // key of the values last sent to the server
+  let seen = null;    // key of the values the poll saw last
+  let timer = null;
+  let busy = false;
+  let again = false;
+
+  const refresh = async () => {
+    timer = null;
+    if (busy) { again = true; return; }
+    const vals = values();
+    const key = JSON.stringify(vals);
+    if (key === sent) return;
+    sent = key;
+    busy = true;
+    el.style.opacity = "0.6";
+    try {
+      const res = await api.fetchApi("/vp2p/align", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ source: vals.source_text, target: vals.target_text, mode: vals.mode,
+          reweight_words: vals.reweight_words, reweight_scales: vals.reweight_scales, blend_words: vals.blend_words }),
+      });
+      render(el, await res.json());
+    } catch (e) {
+      el.textContent = `alignment preview unavailable: ${e}`;
+    } finally {
+      busy = false;
+      el.style.opacity = "";
+      if (again) { again = false; schedule(); }
+    }
+  };
+  const schedule = () => {
+    seen = JSON.stringify(values());
+    clearTimeout(timer);
+    timer = setTimeout(refresh, DEBOUNCE_MS);
+  };
+
+  // typing in the prompt boxes and changing widgets restart the debounce timer
+  for (const w of node.widgets || []) {
+    if (!WATCHED.includes(w.name)) continue;
+    w.inputEl?.addEventListener("input", schedule);
+    const cb = w.callback;
+    w.callback = function () {
+      schedule();
+      return cb?.apply(this, arguments);
+    };
+  }
+  const poll = setInterval(() => {
+    const key = JSON.stringify(values());
+    if (key !== seen) { seen = key; schedule(); }
+  }, POLL_MS);
+
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    clearInterval(poll);
+    clearTimeout(timer);
+    return onRemoved?.apply(this, arguments);
+  };
 }
 
 app.registerExtension({
   name: "videop2p.alignmentPreview",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== "VP2PController") return;
-    const onCreated = nodeType.prototype.onNodeCreated;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
-      const r = onCreated?.apply(this, arguments);
-      const el = document.createElement("div");
-      el.className = "vp2p-alignment";
-      el.style.cssText = "font: 11px monospace; padding: 4px; overflow: auto; background: #1c1c1c; border-radius: 4px;";
-      el.textContent = "alignment preview";
-      el.style.minHeight = "64px";
-      this.addDOMWidget("alignment", "vp2p_alignment", el, {
-        serialize: false, getValue() {}, setValue() {}, getMinHeight: () => 72, getMaxHeight: () => 160,
-      });
-      let last = null;
-      let busy = false;
-      const refresh = async () => {
-        if (busy) return;
-        const vals = {};
-        for (const name of WATCHED) vals[name] = this.widgets?.find((w) => w.name === name)?.value ?? "";
-        const key = JSON.stringify(vals);
-        if (key === last) return;
-        last = key;
-        busy = true;
-        try {
-          const res = await api.fetchApi("/vp2p/align", {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify({ source: vals.source_text, target: vals.target_text, mode: vals.mode,
-              reweight_words: vals.reweight_words, reweight_scales: vals.reweight_scales, blend_words: vals.blend_words }),
-          });
-          render(el, await res.json());
-        } catch (e) {
-          el.textContent = `alignment preview unavailable: ${e}`;
-        } finally {
-          busy = false;
-        }
-      };
-      // poll the widgets (typing in a multiline widget fires no callback), debounced by the key check
-      this.vp2pTimer = setInterval(refresh, 400);
-      const onRemoved = this.onRemoved;
-      this.onRemoved = function () {
-        clearInterval(this.vp2pTimer);
-        return onRemoved?.apply(this, arguments);
-      };
+      const r = onNodeCreated?.apply(this, arguments);
+      addPreview(this);
       return r;
     };
   },
