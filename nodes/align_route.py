@@ -6,7 +6,7 @@ import functools
 import logging
 
 from ..vp2p_core import seq_aligner as sa
-from .controller import parse_words
+from .controller import parse_scales, parse_words
 
 NODE_CLASS_MAPPINGS = {}
 log = logging.getLogger("video-p2p")
@@ -36,8 +36,15 @@ def align(body: dict) -> dict:
         scales = [float(s) for s in parse_words(text("reweight_scales"))]
     except ValueError:
         return {"ok": False, "error": "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
-    return sa.describe(_encode(), text("source"), text("target"), mode,
-                       parse_words(text("reweight_words")), parse_words(text("blend_words")), scales)
+    words = parse_words(text("reweight_words"))
+    out = sa.describe(_encode(), text("source"), text("target"), mode, words,
+                      parse_words(text("blend_words")), scales)
+    if mode == "reweight" and out["ok"]:
+        try:    # the node's own rule for how many scales go with the words
+            parse_scales(text("reweight_scales"), len(words))
+        except ValueError as e:
+            out.update(ok=False, error=str(e).split(": ", 1)[-1])
+    return out
 
 
 def _register():

@@ -137,6 +137,9 @@ def test_route_directly(browser):
     d = srv.post_json("/vp2p/align", {"source": "a cat", "target": "a fluffy cat", "mode": "reweight",
                                       "reweight_words": "fluffy", "reweight_scales": "2"})
     assert d["ok"] and [w["scale"] for w in d["target"]] == [None, 2.0, None]
+    d = srv.post_json("/vp2p/align", {"source": "a cat", "target": "a fluffy cat", "mode": "reweight",
+                                      "reweight_words": "fluffy, cat", "reweight_scales": "2, 1, 3"})
+    assert not d["ok"] and "3 reweight scales for 2 reweight words" in d["error"]
     # bad input is reported to the editor, never an HTTP error
     assert srv.post_json("/vp2p/align", {"source": "a", "target": "a", "mode": "nope"})["ok"] is False
     assert srv.post_json("/vp2p/align", {"source": "a cat", "target": "a cat", "mode": "reweight",
