@@ -77,8 +77,12 @@ def train_vae(imgs, steps, batch, lr, seed):
     torch.manual_seed(seed)
     vae = taesd.TAESD()
     init_conv(vae, seed)
-    # the decoder's last conv starts small so early outputs are grey, not saturated
+    # residual branches start at zero (no normalisation layers: keeps activations bounded at
+    # init), and the decoder's last conv small so early outputs are grey, not saturated
     with torch.no_grad():
+        for m in vae.modules():
+            if isinstance(m, taesd.Block):
+                m.conv[-1].weight.zero_()
         vae.taesd_decoder[-1].weight.mul_(0.1)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = warmup_cosine(opt, steps)
@@ -174,9 +178,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "models", "toy_world", "toy_world_sd1.safetensors"))
     ap.add_argument("--images", type=int, default=24000)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--vae-steps", type=int, default=1500)
-    ap.add_argument("--vae-batch", type=int, default=32)
-    ap.add_argument("--unet-steps", type=int, default=3000)
+    ap.add_argument("--vae-steps", type=int, default=1400)
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--unet-steps", type=int, default=3600)
     ap.add_argument("--unet-batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--seed", type=int, default=0)

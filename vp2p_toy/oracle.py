@@ -34,6 +34,40 @@ def object_mask(img) -> np.ndarray:
     return labels == best
 
 
+def _template(shape, cx, cy, area, angle, size):
+    """Coverage [H,W] of an ideal shape with the object's centroid and area."""
+    k = 4
+    big = np.zeros((size[0] * k, size[1] * k), np.uint8)
+    if shape == "circle":
+        r = math.sqrt(area / math.pi)
+        cv2.circle(big, (int(round(cx * k)), int(round(cy * k))), int(round(r * k)), 255, -1, cv2.LINE_AA)
+    else:
+        n = 4 if shape == "square" else 3
+        # circumradius for the given area; polygon centroid == circumcentre for regular polygons
+        rr = math.sqrt(2 * area / (n * math.sin(2 * math.pi / n)))
+        pts = [((cx + rr * math.cos(angle + 2 * math.pi * i / n)) * k, (cy + rr * math.sin(angle + 2 * math.pi * i / n)) * k)
+               for i in range(n)]
+        cv2.fillPoly(big, [np.round(np.array(pts)).astype(np.int32)], 255, cv2.LINE_AA)
+    return cv2.resize(big, (size[1], size[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def shape_of(mask):
+    """Best-matching ideal shape (circle / square / triangle at any rotation, same centroid and
+    area) by intersection-over-union. Template matching tolerates the blur and rounded corners
+    of decoded images, which hand-made contour features do not."""
+    m = np.asarray(mask, np.float32)
+    ys, xs = np.nonzero(m)
+    cx, cy, area = xs.mean() + 0.5, ys.mean() + 0.5, float(m.sum())
+    scores = {}
+    for shape, period in (("circle", None), ("square", math.pi / 2), ("triangle", 2 * math.pi / 3)):
+        best = 0.0
+        for ang in ([0.0] if period is None else np.arange(0, period, period / 12)):
+            t = _template(shape, cx, cy, area, ang, m.shape)
+            best = max(best, float(np.minimum(t, m).sum() / max(np.maximum(t, m).sum(), 1e-6)))
+        scores[shape] = best
+    return max(scores, key=scores.get), scores
+
+
 def classify(img) -> dict:
     """{'colour', 'shape', 'centre' (x, y px), 'area' px, 'fill'} of the main object, or
     colour/shape None when no object is visible."""
@@ -41,22 +75,14 @@ def classify(img) -> dict:
     m = object_mask(img8)
     area = int(m.sum())
     if area < 12:
-        return {"colour": None, "shape": None, "centre": None, "area": area, "fill": None}
+        return {"colour": None, "shape": None, "centre": None, "area": area, "scores": None}
     pix = img8[m].astype(np.float32)
     med = np.median(pix, axis=0)
     colour = _NAMES[int(np.linalg.norm(_PALETTE - med, axis=1).argmin())]
-    cnts, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cnt = max(cnts, key=cv2.contourArea)
-    (w, h) = cv2.minAreaRect(cnt)[1]
-    fill = area / max(w * h, 1.0) if w * h > 0 else 0.0
-    hull = cv2.convexHull(cnt)
-    perim = cv2.arcLength(hull, True)
-    circ = 4 * math.pi * cv2.contourArea(hull) / max(perim * perim, 1e-6)
-    # convex-hull circularity 4 pi A / P^2: circle ~1, square pi/4, triangle ~0.6
-    shape = "circle" if circ > 0.9 else "square" if circ > 0.73 else "triangle"
+    shape, scores = shape_of(m)
     ys, xs = np.nonzero(m)
     return {"colour": colour, "shape": shape, "centre": (float(xs.mean()), float(ys.mean())), "area": area,
-            "fill": float(fill), "circularity": float(circ)}
+            "scores": scores}
 
 
 def classify_video(frames) -> list:
