@@ -11,7 +11,6 @@ minutes of each stage. Needs only the host installed by scripts/setup_host.sh.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -94,14 +93,58 @@ def train_vae(imgs, steps, batch, lr, seed):
             z = vae.taesd_encoder(x * 0.5 + 0.5)
             y = vae.taesd_decoder(z).sub(0.5).mul(2)
         loss = (y.float() - x).abs().mean() + 1e-4 * z.float().pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0 or step == steps - 1:
-            with torch.no_grad():
-                psnr = -10 * math.log10(float((y.float() - x).pow(2).mean() / 4))
-            log(f"vae {step + 1}/{steps} L1 {loss.item():.4f} PSNR {psnr:.1f} dB  ({time.time() - t0:.0f} s)")
+        autoencoder_step("vae", step, steps, opt, sched, loss, y, x, t0)
+    return vae
+
+
+def autoencoder_step(name, step, steps, opt, sched, loss, y, x, t0):
+    """One optimiser step of an autoencoder stage, with a progress line every 100 steps."""
+    import torch
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    if step % 100 == 0 or step == steps - 1:
+        with torch.no_grad():
+            psnr = -10 * math.log10(float((y.float() - x).pow(2).mean() / 4))
+        el = time.time() - t0
+        log(f"{name} {step + 1}/{steps} L1 {loss.item():.4f} PSNR {psnr:.1f} dB  ({el:.0f} s, "
+            f"eta {el / (step + 1) * (steps - step - 1):.0f} s)")
+
+
+def refine_decoder(vae, imgs, steps, batch, lr, seed, noise=0.05):
+    """Decoder-only training on the frozen encoder's latents. The joint stage is short and
+    leaves the decoder rounding corners (triangles and squares come back as blobs); training
+    the decoder alone sharpens them without moving the latent space the UNet learned, so it
+    can also be applied to a finished checkpoint. Small latent noise makes it forgiving of
+    sampled (slightly off-manifold) latents."""
+    import numpy as np
+    import torch
+    torch.manual_seed(seed)
+    z_all = encode_all(vae, imgs)
+    scale = float(z_all.std())
+    dec = vae.taesd_decoder
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    params = list(dec.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = warmup_cosine(opt, steps)
+    rng = np.random.default_rng(seed)
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    for step in range(steps):
+        idx = rng.integers(0, len(imgs), batch)
+        x = to_pixels(imgs, idx)
+        z = z_all[torch.from_numpy(idx)]
+        z = z + noise * scale * torch.randn(z.shape, generator=g)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = dec(z).sub(0.5).mul(2)
+        loss = (y.float() - x).abs().mean()
+        autoencoder_step("decoder", step, steps, opt, sched, loss, y, x, t0)
+    for p in params:
+        p.requires_grad_(False)
     return vae
 
 
@@ -112,7 +155,7 @@ def encode_all(vae, imgs, batch=256):
         for i in range(0, len(imgs), batch):
             x = to_pixels(imgs, slice(i, i + batch))
             out.append(vae.taesd_encoder(x * 0.5 + 0.5))
-    return torch.cat(out)
+    return torch.cat(out).float()
 
 
 def train_unet(diffusion_model, latents, caps, embed, steps, batch, lr, seed, drop=0.1):
@@ -180,12 +223,21 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--vae-steps", type=int, default=1400)
     ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--decoder-steps", type=int, default=1500)
+    ap.add_argument("--decoder-batch", type=int, default=32)
+    ap.add_argument("--decoder-lr", type=float, default=3e-4)
+    ap.add_argument("--refine-decoder", metavar="CKPT",
+                    help="only run the decoder stage on an existing checkpoint (its UNet, CLIP and encoder "
+                         "stay bit-identical) and write the result to --out")
     ap.add_argument("--unet-steps", type=int, default=3600)
     ap.add_argument("--unet-batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
+    a.out = os.path.abspath(a.out)           # booting ComfyUI changes the working directory
+    if a.refine_decoder:
+        a.refine_decoder = os.path.abspath(a.refine_decoder)
     import torch
     import comfy_host
     comfy_host.boot(threads=a.threads)
@@ -196,6 +248,8 @@ def main():
     imgs, caps = make_dataset(a.images, a.seed, a.size)
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
+    if a.refine_decoder:
+        return refine_checkpoint(a, sc, imgs)
     t = time.time()
     vae = train_vae(imgs, a.vae_steps, a.vae_batch, 2e-3, a.seed + 1)
     times["vae"] = time.time() - t
@@ -220,11 +274,37 @@ def main():
     t = time.time()
     train_unet(dm, latents, caps, embed, a.unet_steps, a.unet_batch, a.lr, a.seed + 2)
     times["unet"] = time.time() - t
+    t = time.time()
+    refine_decoder(vae, imgs, a.decoder_steps, a.decoder_batch, a.decoder_lr, a.seed + 3)
+    times["decoder"] = time.time() - t
+    cfg["toy_world"]["decoder_steps"] = a.decoder_steps
     vae_obj = comfy.sd.VAE(sd={k: v for k, v in vae.state_dict().items()})
     cfg["toy_world"]["minutes"] = {k: round(v / 60, 2) for k, v in times.items()}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
     log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(cfg['toy_world']['minutes'])}")
+
+
+def refine_checkpoint(a, sc, imgs):
+    """The decoder stage alone, on a finished checkpoint: everything but the decoder's tensors
+    is written back unchanged."""
+    import safetensors.torch
+    import comfy.taesd.taesd as taesd
+    cfg = sc.read_config(a.refine_decoder)
+    sd = safetensors.torch.load_file(a.refine_decoder)
+    vae = taesd.TAESD()
+    part = {k[len(sc.VAE_PREFIX):]: v.float() for k, v in sd.items() if k.startswith(sc.VAE_PREFIX)}
+    vae.load_state_dict(part)
+    t = time.time()
+    refine_decoder(vae, imgs, a.decoder_steps, a.decoder_batch, a.decoder_lr, a.seed + 3)
+    for k, v in vae.taesd_decoder.state_dict().items():
+        key = sc.VAE_PREFIX + "taesd_decoder." + k
+        sd[key] = v.to(sd[key].dtype).contiguous()
+    cfg["toy_world"]["decoder_steps"] = a.decoder_steps
+    cfg["toy_world"].setdefault("minutes", {})["decoder"] = round((time.time() - t) / 60, 2)
+    safetensors.torch.save_file(sd, a.out, metadata={sc.CONFIG_KEY: json.dumps(cfg)})
+    log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); decoder stage "
+        f"{cfg['toy_world']['minutes']['decoder']} min")
 
 
 if __name__ == "__main__":

@@ -225,23 +225,12 @@ def _snapshot(model):
 @pytest.mark.parametrize("failure", ["interrupt", "error"])
 def test_interrupt_or_error_leaves_the_model_untouched(tiny, inflated, video, prompts, monkeypatch, failure):
     import comfy.model_management as mm
-    import comfy.utils
     model = tiny[0] if failure == "interrupt" else inflated
     before = _snapshot(model)
     assert all(g is None for _, _, g in before["params"])
-    original = comfy.utils.ProgressBar.update_absolute
     seen = []
-
-    def update(self, value, total=None, preview=None):
-        original(self, value, total, preview)
-        seen.append(value)
-        if value == 4 + 2:     # 4 inversion steps, then 2 optimisation steps
-            if failure == "interrupt":
-                mm.interrupt_current_processing(True)
-            else:
-                raise RuntimeError("boom")
-    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
-    expected = mm.InterruptProcessingException if failure == "interrupt" else RuntimeError
+    # 4 inversion steps, then 2 optimisation steps
+    expected = tl.fail_at_progress(monkeypatch, 4 + 2, failure, seen)
     with pytest.raises(expected):
         invert(model, video, *prompts, steps=4, inner=3)
     monkeypatch.undo()

@@ -140,20 +140,9 @@ def test_bf16_autocast_runs(inflated, video, cond):
 @pytest.mark.parametrize("failure", ["interrupt", "error"])
 def test_input_model_untouched_after_interrupt_or_error(inflated, video, cond, monkeypatch, failure):
     import comfy.model_management as mm
-    import comfy.utils
     before = _snapshot(inflated)
     reference = _predict(inflated, cond, video["samples"])
-    original = comfy.utils.ProgressBar.update_absolute
-
-    def update(self, value, total=None, preview=None):
-        original(self, value, total, preview)
-        if value == 2:
-            if failure == "interrupt":
-                mm.interrupt_current_processing(True)
-            else:
-                raise RuntimeError("boom")
-    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
-    expected = mm.InterruptProcessingException if failure == "interrupt" else RuntimeError
+    expected = tl.fail_at_progress(monkeypatch, 2, failure)
     with pytest.raises(expected):
         _tune(inflated, video, cond, steps=6)
     monkeypatch.undo()

@@ -134,3 +134,23 @@ def trained_like_inflation(model, seed=9, scale=0.2):
         for t in inflate.temporal_modules(m).values():
             t.to_out.weight.copy_(torch.randn(t.to_out.weight.shape, generator=g) * scale)
     return m
+
+
+def fail_at_progress(monkeypatch, at, failure, seen=None):
+    """Make ComfyUI's progress bar interrupt (as the UI's Cancel does) or raise when it reaches
+    `at`; -> the exception the node must let through. Records every value in `seen`."""
+    import comfy.model_management as mm
+    import comfy.utils
+    original = comfy.utils.ProgressBar.update_absolute
+
+    def update(self, value, total=None, preview=None):
+        original(self, value, total, preview)
+        if seen is not None:
+            seen.append(value)
+        if value == at:
+            if failure == "interrupt":
+                mm.interrupt_current_processing(True)
+            else:
+                raise RuntimeError("boom")
+    monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
+    return mm.InterruptProcessingException if failure == "interrupt" else RuntimeError
