@@ -2,8 +2,12 @@
 seeded-random CLIP text model with the real CLIP tokenizer, and an SD1.x-architecture UNet
 (ComfyUI's own classes) with epsilon prediction on the SD1 schedule and ~10% empty captions.
 
+Stages: joint autoencoder -> UNet rounds on its (fixed) latents -> decoder-only rounds.
+
     .venv/bin/python scripts/toy_train.py                      # -> models/toy_world/toy_world_sd1.safetensors
-    .venv/bin/python scripts/toy_train.py --vae-steps 50 --unet-steps 50 --out /tmp/t.safetensors   # smoke run
+    .venv/bin/python scripts/toy_train.py --images 2000 --vae-steps 50 --unet-rounds 50:8e-4 \
+        --decoder-rounds 20:3e-4 --out /tmp/t.safetensors      # smoke run
+    .venv/bin/python scripts/toy_train.py --resume CKPT --unet-rounds 500:2e-4 --decoder-rounds ''
 
 Writes the checkpoint (fp16, config in the safetensors metadata) and prints progress and the
 minutes of each stage. Needs only the host installed by scripts/setup_host.sh.
@@ -112,7 +116,7 @@ def autoencoder_step(name, step, steps, opt, sched, loss, y, x, t0):
             f"eta {el / (step + 1) * (steps - step - 1):.0f} s)")
 
 
-def refine_decoder(vae, imgs, steps, batch, lr, seed, noise=0.05):
+def refine_decoder(vae, imgs, z_all, steps, batch, lr, seed, noise=0.05):
     """Decoder-only training on the frozen encoder's latents. The joint stage is short and
     leaves the decoder rounding corners (triangles and squares come back as blobs); training
     the decoder alone sharpens them without moving the latent space the UNet learned, so it
@@ -121,7 +125,6 @@ def refine_decoder(vae, imgs, steps, batch, lr, seed, noise=0.05):
     import numpy as np
     import torch
     torch.manual_seed(seed)
-    z_all = encode_all(vae, imgs)
     scale = float(z_all.std())
     dec = vae.taesd_decoder
     for p in vae.parameters():
@@ -223,21 +226,23 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--vae-steps", type=int, default=1400)
     ap.add_argument("--vae-batch", type=int, default=16)
-    ap.add_argument("--decoder-steps", type=int, default=1500)
-    ap.add_argument("--decoder-batch", type=int, default=32)
-    ap.add_argument("--decoder-lr", type=float, default=3e-4)
-    ap.add_argument("--refine-decoder", metavar="CKPT",
-                    help="only run the decoder stage on an existing checkpoint (its UNet, CLIP and encoder "
-                         "stay bit-identical) and write the result to --out")
-    ap.add_argument("--unet-steps", type=int, default=3600)
+    ap.add_argument("--unet-rounds", default="3600:8e-4,2000:2e-4",
+                    help="UNet training rounds STEPS:PEAK_LR,... (each its own warm-up + cosine cycle)")
     ap.add_argument("--unet-batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--decoder-rounds", default="1500:3e-4,2000:2e-4",
+                    help="decoder-only rounds STEPS:PEAK_LR,... on the frozen encoder's latents")
+    ap.add_argument("--decoder-batch", type=int, default=32)
+    ap.add_argument("--resume", metavar="CKPT",
+                    help="start from a finished checkpoint instead of from scratch: only the given "
+                         "--unet-rounds / --decoder-rounds run (pass '' to skip one); every other "
+                         "tensor is written back unchanged")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)           # booting ComfyUI changes the working directory
-    if a.refine_decoder:
-        a.refine_decoder = os.path.abspath(a.refine_decoder)
+    if a.resume:
+        a.resume = os.path.abspath(a.resume)
+    a.unet_rounds, a.decoder_rounds = parse_rounds(a.unet_rounds), parse_rounds(a.decoder_rounds)
     import torch
     import comfy_host
     comfy_host.boot(threads=a.threads)
@@ -248,8 +253,8 @@ def main():
     imgs, caps = make_dataset(a.images, a.seed, a.size)
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
-    if a.refine_decoder:
-        return refine_checkpoint(a, sc, imgs)
+    if a.resume:
+        return resume(a, sc, imgs, caps)
     t = time.time()
     vae = train_vae(imgs, a.vae_steps, a.vae_batch, 2e-3, a.seed + 1)
     times["vae"] = time.time() - t
@@ -260,24 +265,10 @@ def main():
     latents = (z / std).float()
     log(f"latents {tuple(latents.shape[1:])}, raw std {std:.3f}")
     cfg = {"unet": sc.unet_config(**UNET), "clip": sc.clip_config(**CLIP), "latent_scale": 1.0, "seed": a.seed,
-           "toy_world": {"size": a.size, "images": a.images, "vae_steps": a.vae_steps, "unet_steps": a.unet_steps,
-                         "unet_batch": a.unet_batch, "lr": a.lr}}
+           "toy_world": {"size": a.size, "images": a.images, "vae_steps": a.vae_steps, "unet_batch": a.unet_batch}}
     clip = sc.build_clip(cfg)                                  # seeded random, frozen
-    embed = {}
-    with torch.no_grad():
-        for c in sorted(set(caps)) + [""]:
-            tokens = clip.tokenize(c)
-            embed[c] = clip.encode_from_tokens(tokens)[0].float()   # [77, C]
     model = sc.build_model(cfg)
-    dm = model.model.diffusion_model
-    dm.float()
-    t = time.time()
-    train_unet(dm, latents, caps, embed, a.unet_steps, a.unet_batch, a.lr, a.seed + 2)
-    times["unet"] = time.time() - t
-    t = time.time()
-    refine_decoder(vae, imgs, a.decoder_steps, a.decoder_batch, a.decoder_lr, a.seed + 3)
-    times["decoder"] = time.time() - t
-    cfg["toy_world"]["decoder_steps"] = a.decoder_steps
+    times.update(train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents))
     vae_obj = comfy.sd.VAE(sd={k: v for k, v in vae.state_dict().items()})
     cfg["toy_world"]["minutes"] = {k: round(v / 60, 2) for k, v in times.items()}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
@@ -285,26 +276,67 @@ def main():
     log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(cfg['toy_world']['minutes'])}")
 
 
-def refine_checkpoint(a, sc, imgs):
-    """The decoder stage alone, on a finished checkpoint: everything but the decoder's tensors
-    is written back unchanged."""
-    import safetensors.torch
-    import comfy.taesd.taesd as taesd
-    cfg = sc.read_config(a.refine_decoder)
-    sd = safetensors.torch.load_file(a.refine_decoder)
-    vae = taesd.TAESD()
-    part = {k[len(sc.VAE_PREFIX):]: v.float() for k, v in sd.items() if k.startswith(sc.VAE_PREFIX)}
-    vae.load_state_dict(part)
+def parse_rounds(text):
+    return [(int(st), float(lr)) for st, lr in (r.split(":") for r in text.split(",") if r.strip())]
+
+
+def caption_embeddings(clip, caps):
+    import torch
+    embed = {}
+    with torch.no_grad():
+        for c in sorted(set(caps)) + [""]:
+            embed[c] = clip.encode_from_tokens(clip.tokenize(c))[0].float()   # [77, C]
+    return embed
+
+
+def train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents):
+    """The UNet rounds, then the decoder rounds (the decoder never changes the latents the UNet
+    learned). Records the rounds in cfg; -> minutes per stage."""
+    times = {}
+    if a.unet_rounds:
+        embed = caption_embeddings(clip, caps)
+        dm = model.model.diffusion_model
+        dm.float()
+        t = time.time()
+        tw = cfg["toy_world"]
+        done = len(tw.get("unet_rounds", [])) or int("unet_steps" in tw)   # rounds already in a resumed file
+        for k, (steps, lr) in enumerate(a.unet_rounds, start=done):
+            train_unet(dm, latents, caps, embed, steps, a.unet_batch, lr, a.seed + 2 + k)
+        times["unet"] = time.time() - t
     t = time.time()
-    refine_decoder(vae, imgs, a.decoder_steps, a.decoder_batch, a.decoder_lr, a.seed + 3)
-    for k, v in vae.taesd_decoder.state_dict().items():
-        key = sc.VAE_PREFIX + "taesd_decoder." + k
-        sd[key] = v.to(sd[key].dtype).contiguous()
-    cfg["toy_world"]["decoder_steps"] = a.decoder_steps
-    cfg["toy_world"].setdefault("minutes", {})["decoder"] = round((time.time() - t) / 60, 2)
+    for steps, lr in a.decoder_rounds:
+        refine_decoder(vae, imgs, z, steps, a.decoder_batch, lr, a.seed + 3)
+    if a.decoder_rounds:
+        times["decoder"] = time.time() - t
+    tw = cfg["toy_world"]
+    tw.setdefault("unet_rounds", []).extend(a.unet_rounds)
+    tw.setdefault("decoder_rounds", []).extend(a.decoder_rounds)
+    return times
+
+
+def resume(a, sc, imgs, caps):
+    """Further rounds on a finished checkpoint; tensors of untouched parts are copied as stored."""
+    import safetensors.torch
+    cfg = sc.read_config(a.resume)
+    sd = safetensors.torch.load_file(a.resume)
+    model, clip, vae_obj = sc.load_checkpoint(a.resume)
+    vae = vae_obj.first_stage_model.float()
+    z = encode_all(vae, imgs)
+    latents = (z / float(vae.vae_scale)).float()
+    times = train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents)
+    parts = []
+    if a.unet_rounds:
+        parts.append((sc.UNET_PREFIX, model.model.diffusion_model.state_dict()))
+    if a.decoder_rounds:
+        parts.append((sc.VAE_PREFIX + "taesd_decoder.", vae.taesd_decoder.state_dict()))
+    for prefix, new in parts:
+        for k, v in new.items():
+            sd[prefix + k] = v.to(sd[prefix + k].dtype).contiguous()
+    minutes = cfg["toy_world"].setdefault("minutes", {})
+    for k, v in times.items():
+        minutes[k] = round(minutes.get(k, 0) + v / 60, 2)
     safetensors.torch.save_file(sd, a.out, metadata={sc.CONFIG_KEY: json.dumps(cfg)})
-    log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); decoder stage "
-        f"{cfg['toy_world']['minutes']['decoder']} min")
+    log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(minutes)}")
 
 
 if __name__ == "__main__":
