@@ -6,6 +6,7 @@ truth, then edits it with Video-P2P and with ablations / baselines on the same v
   video-p2p          tuned T2S model + shared null-text inversion + decoupled guidance + control
   no tuning          the inflated model untuned
   per-frame null     one optimised null embedding per frame instead of one shared
+  no local blend     the case's local-blend words dropped (the object region is not masked)
   no decoupling      the target branch also uses the optimised nulls
   fast inversion     plain DDIM inversion (no optimisation)
   negative-prompt    the source prompt as the unconditional embedding (no optimisation)
@@ -34,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 REPO = _common.REPO
-VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-decoupling", "fast-inversion",
+VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-decoupling", "fast-inversion",
             "negative-prompt", "ddim+target", "image-p2p"]
 DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
             "cross_replace": 0.2, "self_replace": 0.5, "blend_words": "", "blend_threshold": 0.3,
@@ -81,11 +82,12 @@ class Runner:
         self.ctrl = self.tl.pack("nodes.controller").VP2PController()
         self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
 
-    def controller(self, case, layers="cross+temporal (paper)", off=False):
+    def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True):
         c = case
         return self.ctrl.build(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
                                0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
-                               "" if off else c["blend_words"], c["blend_threshold"], c["blend_start"], layers, "")[0]
+                               c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
+                               layers, "")[0]
 
     def decode(self, latent):
         import torch
@@ -115,7 +117,8 @@ class Runner:
         want = expected(w, case["target"], spec)
         ctrl, off = self.controller(case), self.controller(case, off=True)
         results, tuned, tune_s = {}, None, 0.0
-        needs_tuning = {"video-p2p", "per-frame-null", "no-decoupling", "fast-inversion", "negative-prompt"}
+        needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast-inversion",
+                        "negative-prompt"}
         inflated = self.infl.inflate(self.model, True, True, 0, 0)
         if needs_tuning & set(variants):
             t = time.perf_counter()
@@ -127,6 +130,7 @@ class Runner:
             "video-p2p": lambda: self.edit(tuned, latent, case, ctrl),
             "no-tuning": lambda: self.edit(inflated, latent, case, ctrl),
             "per-frame-null": lambda: self.edit(tuned, latent, case, ctrl, per_frame=True),
+            "no-local-blend": lambda: self.edit(tuned, latent, case, self.controller(case, blend=False)),
             "no-decoupling": lambda: self.edit(tuned, latent, case, ctrl, decoupled=False),
             "fast-inversion": lambda: self.edit(tuned, latent, case, ctrl, mode="fast"),
             "negative-prompt": lambda: self.edit(tuned, latent, case, ctrl, mode="negative-prompt"),
@@ -205,16 +209,16 @@ def main():
     print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
     all_results = {}
     t0 = time.time()
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
-    table = summarise(all_results, a.variants)
-    md = markdown(table, len(cases), os.path.relpath(a.cases, REPO))
+        table = summarise(all_results, a.variants)
+        md = markdown(table, len(all_results), os.path.relpath(a.cases, REPO))
+        with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
+            json.dump({"cases": cases, "results": all_results, "summary": table, "markdown": md,
+                       "seconds": time.time() - t0}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump({"cases": cases, "results": all_results, "summary": table, "markdown": md}, f, indent=1,
-                  default=str)
 
 
 if __name__ == "__main__":

@@ -35,17 +35,26 @@ def transformer_block_keys(diffusion_model):
     return keys
 
 
-def coarsest_attention_downscale(diffusion_model):
-    """Downscale factor of the coarsest input-level cross-attention (16x16 on SD1.5 at 512)."""
-    ds, best = 1, 1
+def blend_downscale(diffusion_model, latent_hw, min_side=16):
+    """Downscale of the cross-attention maps used for local blend and previews.
+
+    Prompt-to-prompt reads them at 16x16 on a 64x64 latent (SD1.5 at 512, the coarsest
+    input-level attention). We take the coarsest input-level attention whose map is still
+    at least `min_side` tokens across, else the finest one: on small latents the coarsest
+    map is a few cells wide and its dilated mask would cover the whole frame.
+    """
+    ds, found = 1, []
     for blk in diffusion_model.input_blocks:
         for layer in blk:
             name = type(layer).__name__
             if "Downsample" in name:
                 ds *= 2
-            if "SpatialTransformer" in name or "Transformer" in name:
-                best = max(best, ds)
-    return best
+            if "Transformer" in name and ds not in found:
+                found.append(ds)
+    if not found:
+        return 1
+    wide = [d for d in found if min(latent_hw) // d >= min_side]
+    return max(wide) if wide else min(found)
 
 
 def _fast_attention():
@@ -147,7 +156,7 @@ def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=Tr
     x_src = inv.x_T.to(dev).float()
     x_tgt = x_src.clone()
     ctrl = spec.controller
-    ds = coarsest_attention_downscale(clone.model.diffusion_model)
+    ds = blend_downscale(clone.model.diffusion_model, latent_hw)
     blend_hw = (latent_hw[0] // ds) * (latent_hw[1] // ds)
     need_store = ctrl.local_blend is not None or bool(spec.map_tokens)
     store = vc.AttentionStore() if need_store else None
