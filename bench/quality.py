@@ -21,6 +21,7 @@ extra temporal change that the known motion does not explain); seconds.
 
     python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
                             [--variants video-p2p fast-inversion ...] [--limit N]
+    python bench/quality.py --report artifacts/quality.json     # the tables of a finished run
 """
 from __future__ import annotations
 
@@ -195,6 +196,37 @@ def markdown(table, n_cases, case_file):
     return f"{n_cases} cases from `{case_file}` (mean ± std over cases)\n\n" + head + "\n" + "\n".join(rows)
 
 
+def paired(all_results, variants, ref="video-p2p"):
+    """Per-case differences to `ref` (ref minus variant, so > 0 means ref is better for PSNR
+    and edit success, and < 0 means ref flickers less): case-to-case spread dwarfs most
+    effects, so the comparison that matters is within a case."""
+    import numpy as np
+    rows = []
+    for v in variants:
+        if v == ref:
+            continue
+        cells = []
+        for k, better in (("recon_psnr", 1), ("edit_success", 1), ("bg_psnr", 1), ("flicker", -1)):
+            d = np.array([r[ref][k] - r[v][k] for r in all_results.values() if ref in r and v in r], float)
+            d = d[np.isfinite(d)]
+            wins = int((better * d > 0).sum())
+            p = 2 if k == "edit_success" else 1
+            cells.append(f"{d.mean():+.{p}f} ± {d.std():.{p}f} ({wins}/{len(d)})" if len(d) else "-")
+        rows.append(f"| {v} | " + " | ".join(cells) + " |")
+    head = (f"| {ref} minus | recon PSNR dB | edit success | background PSNR dB | flicker |\n"
+            "|---|---|---|---|---|")
+    return (f"Paired per case: {ref} minus each variant, mean ± std over cases (cases where {ref} is "
+            "better; lower flicker is better)\n\n" + head + "\n" + "\n".join(rows))
+
+
+def report(all_results, variants, n_cases, case_file):
+    table = summarise(all_results, variants)
+    md = markdown(table, n_cases, case_file)
+    if "video-p2p" in variants and len(variants) > 1:
+        md += "\n\n" + paired(all_results, variants)
+    return table, md
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=os.path.join(REPO, "bench", "cases", "default.json"))
@@ -203,7 +235,15 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
     ap.add_argument("--out", default=os.path.join(REPO, "artifacts", "quality.json"))
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--report", metavar="JSON", help="print the tables of a finished run again (no new run)")
     a = ap.parse_args()
+    a.out, a.cases = os.path.abspath(a.out), os.path.abspath(a.cases)   # before ComfyUI's boot changes the cwd
+    if a.report:
+        with open(a.report) as f:
+            d = json.load(f)
+        variants = list(next(iter(d["results"].values())))
+        print(report(d["results"], variants, len(d["results"]), d.get("case_file", "?"))[1])
+        return
     cases = load_cases(a.cases)[:a.limit or None]
     r = Runner(a.ckpt, a.threads)
     print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
@@ -212,10 +252,9 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
-        table = summarise(all_results, a.variants)
-        md = markdown(table, len(all_results), os.path.relpath(a.cases, REPO))
+        table, md = report(all_results, a.variants, len(all_results), os.path.relpath(a.cases, REPO))
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
-            json.dump({"cases": cases, "results": all_results, "summary": table, "markdown": md,
+            json.dump({"case_file": os.path.relpath(a.cases, REPO), "cases": cases, "results": all_results, "summary": table, "markdown": md,
                        "seconds": time.time() - t0}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
