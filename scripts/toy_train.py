@@ -226,7 +226,7 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--vae-steps", type=int, default=1400)
     ap.add_argument("--vae-batch", type=int, default=16)
-    ap.add_argument("--unet-rounds", default="3600:8e-4,2000:2e-4",
+    ap.add_argument("--unet-rounds", default="3600:8e-4,2000:2e-4,2000:1e-4",
                     help="UNet training rounds STEPS:PEAK_LR,... (each its own warm-up + cosine cycle)")
     ap.add_argument("--unet-batch", type=int, default=128)
     ap.add_argument("--decoder-rounds", default="1500:3e-4,2000:2e-4",

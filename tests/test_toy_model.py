@@ -14,18 +14,16 @@ def toy_model(host):
     return node.load(tl.TOY_CKPT)
 
 
-# The issue's bar is 0.9 for both. Colour meets it (1.0 measured); shape does not quite
-# (0.889 with these seeds: 32 of 36; the misses are lumpy circles and trapezoid-like squares,
-# see models/toy_world/MODEL_CARD.md). The floor guards against regressions and is raised to
-# 0.9 when a retrained model reaches it. The oracle itself reads 0.97 of decoded truth.
-COLOUR_BAR, SHAPE_FLOOR, DECODED_SHAPE_BAR = 0.9, 0.85, 0.95
+# The issue's bar: 0.9 for both (measured with these seeds: colour 1.0, shape 0.944 = 34/36,
+# see models/toy_world/MODEL_CARD.md). The oracle itself reads 0.97 of decoded truth.
+COLOUR_BAR, SHAPE_BAR, DECODED_SHAPE_BAR = 0.9, 0.9, 0.95
 
 
 def test_toy_model_text_to_image_accuracy(toy_model):
     """DDIM 50 steps, CFG 7.5, fixed seeds, every colour x shape pair."""
     colour, shape, rows = tl.toy_accuracy(*toy_model, per_pair=2, steps=50, cfg=7.5, seed=100)
     wrong = [r for r in rows if r[0] != r[2] or r[1] != r[3]]
-    assert colour >= COLOUR_BAR and shape >= SHAPE_FLOOR, (colour, shape, wrong)
+    assert colour >= COLOUR_BAR and shape >= SHAPE_BAR, (colour, shape, wrong)
 
 
 def test_oracle_reads_the_autoencoders_round_trip(toy_model):
@@ -50,3 +48,4 @@ def test_oracle_reads_the_autoencoders_round_trip(toy_model):
 def test_toy_model_runs_in_a_core_graph(host):
     out = comfy_host.run_prompt(tl.core_graph(tl.TOY_CKPT, steps=3, batch=1, size=64), outputs=["6"])
     assert out["6"][0].shape == (1, 64, 64, 3)
+
