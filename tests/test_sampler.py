@@ -152,3 +152,30 @@ def test_source_branch_is_the_inversion_reconstruction(tiny, inflated):
     assert not torch.equal(edited["samples"], source["samples"])
     _, source_b, _ = sample(inflated, inv, spec, batching="batched")
     assert (source_b["samples"] - recon["samples"]).abs().max() < 1e-4
+
+
+def test_attention_map_image_places_attention_where_it_is():
+    """Store -> map image keeps the spatial layout (rows/columns of a non-square latent, per
+    frame, per branch): a token attended at one cell per frame lights exactly that cell."""
+    vc = tl.pack("vp2p_core.control")
+    sampler = tl.pack("nodes.sampler")
+    frames, heads, (h, w), tok = 3, 2, (4, 6), 5
+    cells = [(0, 5), (3, 1), (2, 3)]                     # (row, col) per frame
+    p_src = torch.full((frames, heads, h * w, 77), 1.0 / 77)
+    p_tgt = p_src.clone()
+    for f, (r, c) in enumerate(cells):
+        p_tgt[f, :, r * w + c, tok] = 0.9
+    store = vc.AttentionStore()
+    store.add("k", p_src, p_tgt)
+    store.end_step()
+
+    class Spec:
+        map_tokens = [("word", "tgt", [tok])]
+    img = sampler.attention_map_image(store, Spec, h * w, (h, w), frames, scale=4)
+    assert img.shape == (frames, h * 4, w * 4, 3)
+    for f, (r, c) in enumerate(cells):
+        heat = img[f, ..., 0].clone()
+        y, x = divmod(int(heat.argmax()), w * 4)
+        assert (y // 4, x // 4) == (r, c), f"frame {f}: peak at cell {(y // 4, x // 4)}, not {(r, c)}"
+        heat[max(r - 1, 0) * 4:(r + 2) * 4, max(c - 1, 0) * 4:(c + 2) * 4] = 0
+        assert heat.max() < 0.05, f"frame {f}: attention outside its cell"
