@@ -38,41 +38,31 @@ def main():
         return out
 
     vc.LocalBlend.mask = recording_mask
-    w, o = r.world, r.oracle
     print(f"{'case':<20} {'threshold':>9} {'mask':>6} {'bg in mask':>10} {'edit ok':>7} {'bg PSNR':>8}")
     for case in quality.load_cases(a.cases)[:a.limit or None]:
         if not case["blend_words"]:
             continue
-        spec = w.WorldSpec.from_dict(case["world"])
-        case.setdefault("source", spec.caption)
-        video, truth = w.render(spec)
-        want = quality.expected(w, case["target"], spec)
+        video, truth, latent, want = r.prepare(case)
+        tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
         with torch.inference_mode():
-            latent = {"samples": r.vae.encode(torch.from_numpy(video.astype("float32") / 255.0)).float()}
-            model = r.infl.inflate(r.model, True, True, 0, 0)
-            tuned, _ = r.tune.tune_on_video(model, latent, r.tl.encode(r.clip, case["source"]),
-                                           case["tune_steps"], case["tune_lr"], case["seed"])
             inv, _ = r.inv.invert_video(tuned, latent, r.tl.encode(r.clip, case["source"]),
                                         r.tl.encode(r.clip, ""), case["steps"], case["cfg"], "null-text",
                                         case["inner_iterations"])
         true_bg = ~np.stack([np.asarray(m) > 0.02 for m in truth["masks"]])
         for th in [None] + a.thresholds:
             last.clear()
-            spec_c = r.controller(dict(case, blend_threshold=th or 0.3), blend=th is not None)
+            spec_c = r.controller(case if th is None else dict(case, blend_threshold=th), blend=th is not None)
             with torch.inference_mode():
                 edited, _, _ = r.sampler.decoupled_sample(tuned, inv, spec_c, case["cfg"], "auto")
-            ed = r.decode(edited)
-            seen = o.classify_video(ed)
-            ok = sum((s["colour"], s["shape"]) == want for s in seen) / len(seen)
-            bg = o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
+            met = r.edit_metrics(edited, video, truth, want)
             if "mask" in last:
                 m = torch.nn.functional.interpolate(last["mask"].float(), size=video.shape[1:3], mode="nearest")
                 m = m[:, 0].cpu().numpy() > 0.5
                 cover, bg_in = f"{m.mean():.2f}", f"{(m & true_bg).sum() / true_bg.sum():.2f}"
             else:
                 cover = bg_in = "-"
-            print(f"{case['name']:<20} {'off' if th is None else th:>9} {cover:>6} {bg_in:>10} {ok:>7.2f} "
-                  f"{o.background_psnr(ed, video, bg):>8.2f}", flush=True)
+            print(f"{case['name']:<20} {'off' if th is None else th:>9} {cover:>6} {bg_in:>10} "
+                  f"{met['edit_success']:>7.2f} {met['bg_psnr']:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

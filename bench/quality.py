@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -106,16 +105,33 @@ class Runner:
             edited, _, _ = self.sampler.decoupled_sample(model, inv, spec, case["cfg"], "auto", decoupled=decoupled)
         return recon, edited, time.perf_counter() - t
 
-    def run_case(self, case, variants):
+    def prepare(self, case):
+        """Render and encode the case's video; -> (video, truth, latent, expected (colour, shape))."""
         import torch
-        w, o = self.world, self.oracle
-        spec = w.WorldSpec.from_dict(case["world"])
+        spec = self.world.WorldSpec.from_dict(case["world"])
         case.setdefault("source", spec.caption)
-        video, truth = w.render(spec)
-        images = torch.from_numpy(video.astype("float32") / 255.0)
+        video, truth = self.world.render(spec)
         with torch.inference_mode():
-            latent = {"samples": self.vae.encode(images).float()}
-        want = expected(w, case["target"], spec)
+            latent = {"samples": self.vae.encode(torch.from_numpy(video.astype("float32") / 255.0)).float()}
+        return video, truth, latent, expected(self.world, case["target"], spec)
+
+    def tune_case(self, inflated, latent, case):
+        import torch
+        with torch.inference_mode():
+            return self.tune.tune_on_video(inflated, latent, self.tl.encode(self.clip, case["source"]),
+                                           case["tune_steps"], case["tune_lr"], case["seed"])[0]
+
+    def edit_metrics(self, edited, video, truth, want):
+        """Oracle metrics of an edited LATENT: -> {edit_success, bg_psnr, flicker}."""
+        o = self.oracle
+        ed = self.decode(edited)
+        seen = o.classify_video(ed)
+        bg = o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
+        return {"edit_success": sum((s["colour"], s["shape"]) == want for s in seen) / len(seen),
+                "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
+
+    def run_case(self, case, variants):
+        video, truth, latent, want = self.prepare(case)
         ctrl, off = self.controller(case), self.controller(case, off=True)
         results, tuned, tune_s = {}, None, 0.0
         needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast-inversion",
@@ -123,9 +139,7 @@ class Runner:
         inflated = self.infl.inflate(self.model, True, True, 0, 0)
         if needs_tuning & set(variants):
             t = time.perf_counter()
-            with torch.inference_mode():
-                tuned, _ = self.tune.tune_on_video(inflated, latent, self.tl.encode(self.clip, case["source"]),
-                                                   case["tune_steps"], case["tune_lr"], case["seed"])
+            tuned = self.tune_case(inflated, latent, case)
             tune_s = time.perf_counter() - t
         runs = {
             "video-p2p": lambda: self.edit(tuned, latent, case, ctrl),
@@ -142,17 +156,8 @@ class Runner:
             recon, edited, secs = runs[v]()
             if v in needs_tuning:
                 secs += tune_s
-            rec, ed = self.decode(recon), self.decode(edited)
-            seen = o.classify_video(ed)
-            edited_masks = [o.object_mask(f) for f in ed]
-            bg = o.background_mask(truth["masks"], edited_masks)
-            results[v] = {
-                "recon_psnr": o.psnr(rec, video),
-                "edit_success": sum((s["colour"], s["shape"]) == want for s in seen) / len(seen),
-                "bg_psnr": o.background_psnr(ed, video, bg),
-                "flicker": o.flicker(ed, bg),
-                "seconds": secs,
-            }
+            results[v] = {"recon_psnr": self.oracle.psnr(self.decode(recon), video),
+                          **self.edit_metrics(edited, video, truth, want), "seconds": secs}
             line = " ".join(f"{k} {val:.3g}" for k, val in results[v].items())
             print(f"  {case['name']:<18} {v:<16} {line}", flush=True)
         return results
@@ -249,13 +254,14 @@ def main():
     print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
     all_results = {}
     t0 = time.time()
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    case_file = os.path.relpath(a.cases, REPO)
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
-        table, md = report(all_results, a.variants, len(all_results), os.path.relpath(a.cases, REPO))
+        table, md = report(all_results, a.variants, len(all_results), case_file)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
-            json.dump({"case_file": os.path.relpath(a.cases, REPO), "cases": cases, "results": all_results, "summary": table, "markdown": md,
-                       "seconds": time.time() - t0}, f, indent=1, default=str)
+            json.dump({"case_file": case_file, "cases": cases, "results": all_results, "summary": table,
+                       "markdown": md, "seconds": time.time() - t0}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
 

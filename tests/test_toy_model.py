@@ -48,4 +48,3 @@ def test_oracle_reads_the_autoencoders_round_trip(toy_model):
 def test_toy_model_runs_in_a_core_graph(host):
     out = comfy_host.run_prompt(tl.core_graph(tl.TOY_CKPT, steps=3, batch=1, size=64), outputs=["6"])
     assert out["6"][0].shape == (1, 64, 64, 3)
-
