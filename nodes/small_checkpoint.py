@@ -121,7 +121,9 @@ def build_clip(cfg, clip_sd=None):
     with os.fdopen(fd, "w") as f:
         json.dump(ccfg, f)
     target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
-    target.params = {"textmodel_json_config": path}
+    # SD1ClipModel forwards these to its text model (the checkpoint flavour takes no config)
+    target.params = {"clip_model": comfy.sd1_clip.SDClipModel, "textmodel_json_config": path,
+                     "return_projected_pooled": False}
     with torch.no_grad():
         clip = comfy.sd.CLIP(target)
     os.unlink(path)

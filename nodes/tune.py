@@ -219,8 +219,9 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
         return tuned, losses
     finally:
         progress.close()
-        with contextlib.suppress(Exception):
-            mm.unload_model_clones(train_mp)
+        # ComfyUI (>= 0.3.5x) keeps only a weak reference to a loaded clone and falls back to
+        # its parent once the clone is gone: dropping train_mp is all the unloading it needs.
+        del train_mp
         mm.soft_empty_cache()
 
 
@@ -309,7 +310,8 @@ def load_tuning(model, name_or_path: str, node: str = LOAD_NODE):
     sd = safetensors.torch.load_file(path)
     tuned = model.clone()
     qkeys = {f"{infl.PREFIX}{k[len(DIFF_PREFIX):]}": v for k, v in sd.items() if k.startswith(DIFF_PREFIX)}
-    unknown = [k for k in qkeys if k not in tuned.model_keys]
+    known = tuned.model_state_dict().keys()
+    unknown = [k for k in qkeys if k not in known]
     if unknown:
         fail(node, f"the file patches weights this model does not have (e.g. {unknown[0]}).")
     current = infl.temporal_modules(model)

@@ -3,6 +3,7 @@ ComfyUI and VideoHelperSuite, so either pack's nodes plug in)."""
 from __future__ import annotations
 
 import os
+import re
 
 import cv2
 import numpy as np
@@ -20,11 +21,26 @@ VIDEO_EXT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v")
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
+def natural_key(name):
+    """Sort key that orders frame files as numbers do (2 before 10)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _image_files(folder):
+    return sorted((f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT)), key=natural_key)
+
+
 def _input_videos():
+    """'(none)' (use the path input), then videos and image folders in ComfyUI's input folder;
+    folders without frames (such as core's input/3d) are not offered."""
     d = folder_paths.get_input_directory()
-    if not os.path.isdir(d):
-        return []
-    return sorted(f for f in os.listdir(d) if f.lower().endswith(VIDEO_EXT) or os.path.isdir(os.path.join(d, f)))
+    found = []
+    if os.path.isdir(d):
+        for f in os.listdir(d):
+            full = os.path.join(d, f)
+            if f.lower().endswith(VIDEO_EXT) or (os.path.isdir(full) and _image_files(full)):
+                found.append(f)
+    return ["(none)"] + sorted(found, key=natural_key)
 
 
 def _resolve(video, path):
@@ -41,7 +57,7 @@ def _resolve(video, path):
 def read_frames(path, start=0, count=0, stride=1):
     """uint8 RGB frames [F,H,W,3] and fps from a video file or an image folder."""
     if os.path.isdir(path):
-        files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXT))
+        files = _image_files(path)
         if not files:
             fail(LOAD_NODE, f"the folder '{path}' has no images ({', '.join(IMAGE_EXT)}).")
         frames = []
@@ -111,7 +127,7 @@ class VP2PLoadVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "video": (_input_videos() or ["(none)"], {"tooltip": "A video file or image folder in ComfyUI's input folder."}),
+            "video": (_input_videos(), {"tooltip": "A video file or image folder in ComfyUI's input folder."}),
             "path": ("STRING", {"default": "", "tooltip": "Or a full path to a video file / image folder (wins if set)."}),
             "frame_start": ("INT", {"default": 0, "min": 0, "max": 100000}),
             "frame_count": ("INT", {"default": 8, "min": 0, "max": 10000, "tooltip":

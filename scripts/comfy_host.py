@@ -16,7 +16,8 @@ import time
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST_DIR = os.path.join(REPO, ".host")
+HOST_ROOT = os.path.join(REPO, ".host")
+DEFAULT_LEG = "0.3.75"
 PACK_DIRNAME = "comfyui-video-p2p"
 PACK_NODES = (
     "VP2PInflateT2SModel",
@@ -29,47 +30,65 @@ PACK_NODES = (
 _state: dict = {}
 
 
+def leg() -> str:
+    """Which ComfyUI the harness runs: VP2P_COMFYUI (0.3.75 default, 0.3.52) or 'custom'."""
+    return "custom" if os.environ.get("COMFYUI_PATH") else os.environ.get("VP2P_COMFYUI", DEFAULT_LEG)
+
+
+def host_dir() -> str:
+    return os.path.join(HOST_ROOT, leg())
+
+
 def comfy_root() -> str:
     env = os.environ.get("COMFYUI_PATH")
     if env:
         return os.path.abspath(env)
-    marker = os.path.join(HOST_DIR, "comfyui_path")
+    marker = os.path.join(host_dir(), "comfyui_path")
     if not os.path.exists(marker):
-        raise RuntimeError("No ComfyUI host: run `bash scripts/setup_host.sh` first (or set COMFYUI_PATH).")
+        raise RuntimeError(f"No ComfyUI host {leg()}: run `VP2P_COMFYUI={leg()} bash scripts/setup_host.sh` "
+                           "first (or set COMFYUI_PATH).")
     with open(marker) as f:
         return f.read().strip()
 
 
-def _sys_paths():
-    root = comfy_root()
-    stubs = os.path.join(HOST_DIR, "stubs")
-    return root, stubs
+def overlay_site() -> str | None:
+    """The leg's own frontend/templates/docs packages (set up by setup_host.sh), if any."""
+    site = os.path.join(host_dir(), "site")
+    return site if os.path.isdir(site) else None
+
+
+def find_pack():
+    """The pack's package as ComfyUI loaded it (ComfyUI >= 0.3.3x names it by its full path)."""
+    init = os.path.realpath(os.path.join(REPO, "__init__.py"))
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if f and os.path.realpath(f) == init:
+            return mod
+    return None
 
 
 def boot(threads: int | None = None):
-    """Import ComfyUI on CPU, create its PromptServer (unserved) and load custom nodes."""
+    """Import ComfyUI on CPU the way main.py does, create its PromptServer (unserved) and
+    load the built-in extra nodes and custom nodes with ComfyUI's own loader."""
     if _state:
         return _state
-    root, stubs = _sys_paths()
+    root = comfy_root()
     if threads:
         import torch
         torch.set_num_threads(threads)
-    try:
-        import torchvision  # noqa: F401  (a working install wins over the stub)
-    except Exception:
-        sys.modules.pop("torchvision", None)
-        if os.path.isdir(stubs):
-            sys.path.insert(0, stubs)
+    site = overlay_site()
+    if site:
+        sys.path.insert(0, site)
     sys.path.insert(0, root)
     os.chdir(root)
-    import comfy.options
-    if hasattr(comfy.options, "enable_args_parsing"):
-        pass  # leave argv alone: parse defaults only
+    import comfy.options  # noqa: F401
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
+    import folder_paths  # noqa: F401
+    import utils.extra_config  # noqa: F401  (main.py's order: ComfyUI's utils/ before comfy.utils)
     import comfy.model_management  # noqa: F401  (must come after args.cpu)
-    import server
     import execution
+    import server
     import nodes
 
     loop = asyncio.new_event_loop()
@@ -78,11 +97,12 @@ def boot(threads: int | None = None):
     link = os.path.join(root, "custom_nodes", PACK_DIRNAME)
     if not os.path.exists(link):
         os.symlink(REPO, link)
-    init = getattr(nodes, "init_extra_nodes", None) or getattr(nodes, "init_custom_nodes")
-    res = init()
+    init = nodes.init_extra_nodes
+    kw = {"init_api_nodes": False} if "init_api_nodes" in inspect.signature(init).parameters else {}
+    res = init(init_custom_nodes=True, **kw)
     if inspect.iscoroutine(res):
         loop.run_until_complete(res)
-    pack = sys.modules.get(PACK_DIRNAME)
+    pack = find_pack()
     if pack is None:
         raise RuntimeError(f"ComfyUI failed to import the pack '{PACK_DIRNAME}' (see the log above)")
     missing = [n for n in PACK_NODES if n not in nodes.NODE_CLASS_MAPPINGS]
@@ -94,58 +114,45 @@ def boot(threads: int | None = None):
 def pack_module(name: str):
     """A submodule of the pack as ComfyUI loaded it (one copy only: isinstance checks hold)."""
     import importlib
-    boot()
-    return importlib.import_module(f"{PACK_DIRNAME}.{name}")
-
-
-class _Client:
-    def __init__(self, server):
-        self.server = server
+    return importlib.import_module(f"{boot()['pack'].__name__}.{name}")
 
 
 def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | None = None) -> dict:
     """Validate and execute an API-format prompt with ComfyUI's PromptExecutor.
 
-    Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped).
+    Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped) and,
+    under "_ui", the UI outputs ComfyUI would put in the history.
     Raises RuntimeError carrying ComfyUI's own error text on failure.
     """
     st = boot()
     execution = st["execution"]
+    loop = st["loop"]
     prompt_id = str(uuid.uuid4())
-    try:
-        valid = execution.validate_prompt(prompt)
-    except TypeError:
-        valid = execution.validate_prompt(prompt_id, prompt, None)
-    if inspect.iscoroutine(valid):
-        valid = st["loop"].run_until_complete(valid)
+    valid = loop.run_until_complete(execution.validate_prompt(prompt_id, prompt, None))
     if not valid[0]:
         raise RuntimeError(f"prompt rejected by ComfyUI: {valid[1]} {valid[3]}")
-    server = st["server"]
-    executor = execution.PromptExecutor(server) if "server" in inspect.signature(execution.PromptExecutor).parameters \
-        else execution.PromptExecutor(server)
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:  # ComfyUI >= 0.3.6x
+        executor = execution.PromptExecutor(st["server"], cache_args={"lru": 0, "ram": 0})
+    else:
+        executor = execution.PromptExecutor(st["server"])
     execute_outputs = valid[2] if outputs is None else outputs
-    res = executor.execute(prompt, prompt_id, {"client_id": client_id}, execute_outputs)
-    if inspect.iscoroutine(res):
-        st["loop"].run_until_complete(res)
+    loop.run_until_complete(executor.execute_async(prompt, prompt_id, {"client_id": client_id}, execute_outputs))
     if not executor.success:
-        msgs = [m for m in executor.status_messages if m[0] == "execution_error"]
+        msgs = [m for m in executor.status_messages if m[0] in ("execution_error", "execution_interrupted")]
         detail = msgs[-1][1] if msgs else executor.status_messages
         if isinstance(detail, dict):
-            detail = f"{detail.get('node_type')}: {detail.get('exception_message')}\n" + "".join(detail.get("traceback", []))
+            detail = f"{detail.get('node_type')}: {detail.get('exception_message', 'interrupted')}\n" + \
+                "".join(detail.get("traceback", []))
         raise RuntimeError(f"ComfyUI execution failed: {detail}")
     result = {}
-    if hasattr(executor, "outputs"):
-        store = executor.outputs
-        for nid in prompt:
-            if nid in store:
-                result[nid] = tuple(o[0] if len(o) == 1 else o for o in store[nid])
-    else:  # newer ComfyUI: caches
-        for nid in prompt:
-            cached = executor.caches.outputs.get(nid)
-            if cached is not None:
-                vals = cached.outputs if hasattr(cached, "outputs") else cached[0]
-                result[nid] = tuple(o[0] if len(o) == 1 else o for o in vals)
-    result["_ui"] = getattr(executor, "outputs_ui", {})
+    for nid in prompt:
+        cached = executor.caches.outputs.get(nid)
+        if inspect.iscoroutine(cached):
+            cached = loop.run_until_complete(cached)
+        if cached is not None:
+            vals = getattr(cached, "outputs", cached)  # a CacheEntry since 0.3.6x, the list before
+            result[nid] = tuple(o[0] if len(o) == 1 else o for o in vals)
+    result["_ui"] = executor.history_result["outputs"]
     return result
 
 
@@ -161,7 +168,7 @@ class ComfyServer:
     def __init__(self, extra_model_paths: str | None = None, log_path: str | None = None,
                  extra_args: list[str] | None = None):
         self.extra_args = list(extra_args or [])
-        self.root, self.stubs = _sys_paths()
+        self.root = comfy_root()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra_model_paths
@@ -171,7 +178,7 @@ class ComfyServer:
     def __enter__(self):
         import urllib.request
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([self.stubs, env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([p for p in (overlay_site(), env.get("PYTHONPATH")) if p])
         import torch
         # same intra-op thread count as this process: CPU float reductions depend on it
         env["OMP_NUM_THREADS"] = str(torch.get_num_threads())

