@@ -166,9 +166,9 @@ class ComfyServer:
     """The real ComfyUI HTTP server (main.py --cpu) on 127.0.0.1 at a free port."""
 
     def __init__(self, extra_model_paths: str | None = None, log_path: str | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, root: str | None = None):
         self.extra_args = list(extra_args or [])
-        self.root = comfy_root()
+        self.root = root or comfy_root()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra = extra_model_paths

@@ -1,7 +1,6 @@
 """Every example workflow: loads with no missing node types, converts from the editor's format
-and runs through ComfyUI's executor (expensive settings scaled down here only); one also runs
-through the real HTTP server."""
-import glob
+and runs through ComfyUI's executor (expensive settings scaled down here only). Each
+also runs through the HTTP server of a user-style install in tests/test_user_install.py."""
 import json
 import os
 
@@ -11,39 +10,7 @@ import pytest
 import comfy_host
 import vp2p_testlib as tl
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKFLOWS = sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
-SMALL = ["VP2PTuneOnVideo.steps=2", "VP2PSharedNullTextInvert.steps=3", "VP2PSharedNullTextInvert.inner_iterations=1"]
-
-
-def tools():
-    import run_workflow
-    import workflow_api
-    return workflow_api, run_workflow
-
-
-def api_of(path):
-    import nodes
-    wa, rw = tools()
-    with open(path) as f:
-        ui = json.load(f)
-    assert wa.missing_node_types(ui, nodes.NODE_CLASS_MAPPINGS) == []
-    return wa.ui_to_api(ui, nodes.NODE_CLASS_MAPPINGS)
-
-
-def scale_down(prompt, extra=()):
-    import nodes
-    _, rw = tools()
-    for item in list(SMALL) + list(extra):
-        key = item.split(".")[0]
-        if sum(n["class_type"] == key for n in prompt.values()) == 1:
-            rw.apply_overrides(prompt, [item], nodes.NODE_DISPLAY_NAME_MAPPINGS)
-        else:
-            name, value = item.split(".", 1)[1].split("=", 1)
-            for n in prompt.values():
-                if n["class_type"] == key:
-                    n["inputs"][name] = json.loads(value)
-    return prompt
+from vp2p_testlib import REPO, WORKFLOWS, api_of, scale_down
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +87,3 @@ def test_sd15_workflow_on_the_tiny_model(tiny_ckpt, outdir, tmp_path):
     out = comfy_host.run_prompt(prompt)
     sampler = next(k for k, n in prompt.items() if n["class_type"] == "VP2PDecoupledSampler")
     assert out[sampler][0]["samples"].shape == (4, 4, 8, 8)
-
-
-def test_a_workflow_through_the_http_server(tmp_path):
-    prompt = scale_down(api_of(os.path.join(REPO, "workflows", "toy_fast_mode.json")))
-    with comfy_host.ComfyServer(log_path=str(tmp_path / "server.log"),
-                                extra_args=["--output-directory", str(tmp_path)]) as srv:
-        hist = srv.run(prompt, timeout=600)
-    outputs = hist["outputs"]
-    save = next(k for k, n in prompt.items() if n["class_type"] == "VP2PSaveVideo")
-    files = outputs[save]["images"]
-    assert files and os.path.isfile(os.path.join(tmp_path, files[0]["subfolder"], files[0]["filename"]))

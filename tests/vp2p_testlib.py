@@ -1,4 +1,6 @@
 """Helpers shared by the tests (and benchmarks): tiny models, prompts, graph builders."""
+import glob
+import json
 import os
 
 import torch
@@ -6,6 +8,33 @@ import torch
 import comfy_host
 
 TINY_NAME = "vp2p_tiny_sd1.safetensors"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKFLOWS = sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")))
+SMALL = ["VP2PTuneOnVideo.steps=2", "VP2PSharedNullTextInvert.steps=3", "VP2PSharedNullTextInvert.inner_iterations=1"]
+
+
+def api_of(path):
+    import nodes
+    import workflow_api as wa
+    with open(path) as f:
+        ui = json.load(f)
+    assert wa.missing_node_types(ui, nodes.NODE_CLASS_MAPPINGS) == []
+    return wa.ui_to_api(ui, nodes.NODE_CLASS_MAPPINGS)
+
+
+def scale_down(prompt, extra=()):
+    import nodes
+    import run_workflow as rw
+    for item in list(SMALL) + list(extra):
+        key = item.split(".")[0]
+        if sum(n["class_type"] == key for n in prompt.values()) == 1:
+            rw.apply_overrides(prompt, [item], nodes.NODE_DISPLAY_NAME_MAPPINGS)
+        else:
+            name, value = item.split(".", 1)[1].split("=", 1)
+            for n in prompt.values():
+                if n["class_type"] == key:
+                    n["inputs"][name] = json.loads(value)
+    return prompt
 
 
 def core(name):
