@@ -1,44 +1,39 @@
-"""Video in/out with opencv: frames are an IMAGE batch [F,H,W,3] in 0..1 (the convention of
-ComfyUI and VideoHelperSuite, so either pack's nodes plug in)."""
+"""Load Video / Save Video / Side By Side (VP2P). Frames are an IMAGE batch [F,H,W,3] in 0..1
+(the convention of ComfyUI and VideoHelperSuite, so either pack's nodes plug in); files go
+through PyAV (nodes/video_io.py) and core's VIDEO type (nodes/compat.py), so core's Load Video,
+Get Video Components, Create Video and Save Video connect both ways."""
 from __future__ import annotations
 
 import os
-import re
 
-import cv2
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 import folder_paths
 
+from . import compat, video_io
 from .unet_runner import fail
 
 LOAD_NODE = "Load Video (VP2P)"
 SAVE_NODE = "Save Video (VP2P)"
 SBS_NODE = "Side By Side (VP2P)"
 VIDEO_EXT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v")
-IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def natural_key(name):
-    """Sort key that orders frame files as numbers do (2 before 10)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def _image_files(folder):
-    return sorted((f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT)), key=natural_key)
+IMAGE_EXT = video_io.IMAGE_EXT
+natural_key = video_io.natural_key
+to_uint8 = video_io.to_uint8
 
 
 def _input_videos():
-    """'(none)' (use the path input), then videos and image folders in ComfyUI's input folder;
-    folders without frames (such as core's input/3d) are not offered."""
+    """'(none)' (use the path or video_input), then videos and image folders in ComfyUI's input
+    folder; folders without frames (such as core's input/3d) are not offered."""
     d = folder_paths.get_input_directory()
     found = []
     if os.path.isdir(d):
         for f in os.listdir(d):
             full = os.path.join(d, f)
-            if f.lower().endswith(VIDEO_EXT) or (os.path.isdir(full) and _image_files(full)):
+            if f.lower().endswith(VIDEO_EXT) or (os.path.isdir(full) and video_io.image_files(full)):
                 found.append(f)
     return ["(none)"] + sorted(found, key=natural_key)
 
@@ -47,87 +42,48 @@ def _resolve(video, path):
     p = (path or "").strip()
     if not p:
         if not video or video == "(none)":
-            fail(LOAD_NODE, "choose a video from ComfyUI's input folder or give a path.")
-        p = os.path.join(folder_paths.get_input_directory(), video)
+            fail(LOAD_NODE, "choose or upload a video (video), give a path, or connect a VIDEO to video_input.")
+        p = folder_paths.get_annotated_filepath(video)
     if not os.path.exists(p):
         fail(LOAD_NODE, f"'{p}' does not exist: check the path (videos are looked up in ComfyUI's input folder).")
     return p
 
 
-def read_frames(path, start=0, count=0, stride=1):
-    """uint8 RGB frames [F,H,W,3] and fps from a video file or an image folder."""
-    if os.path.isdir(path):
-        files = _image_files(path)
-        if not files:
-            fail(LOAD_NODE, f"the folder '{path}' has no images ({', '.join(IMAGE_EXT)}).")
-        frames = []
-        for f in files[start::stride][:count or None]:
-            img = cv2.imread(os.path.join(path, f), cv2.IMREAD_COLOR)
-            if img is None:
-                fail(LOAD_NODE, f"cannot read the image '{f}' in '{path}' (corrupt or unsupported).")
-            frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-        fps = 8.0
-    else:
-        cap = cv2.VideoCapture(path)
-        if not cap.isOpened():
-            fail(LOAD_NODE, f"cannot open '{path}' as a video (corrupt file or unsupported codec).")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 8.0
-        frames, i = [], 0
-        try:
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                if i >= start and (i - start) % stride == 0:
-                    frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-                    if count and len(frames) >= count:
-                        break
-                i += 1
-        finally:
-            cap.release()
-        if not frames and i == 0:
-            fail(LOAD_NODE, f"'{path}' has no readable frames (corrupt or empty video).")
-    if not frames:
-        fail(LOAD_NODE, f"no frames in the range: frame_start {start} is past the end of '{os.path.basename(path)}'.")
-    sizes = {f.shape for f in frames}
-    if len(sizes) > 1:
-        fail(LOAD_NODE, f"the frames have different sizes {sorted(sizes)}; set width and height to resize them.")
-    return np.stack(frames), fps / stride
-
-
-def resize_frames(frames, width, height, multiple, mode):
-    """Resize to (width, height) (0 keeps the source side), then round down to `multiple`."""
-    h0, w0 = frames.shape[1:3]
-    w = width or (w0 if not height else round(w0 * height / h0))
-    h = height or (h0 if not width else round(h0 * width / w0))
-    w, h = max(multiple, w // multiple * multiple), max(multiple, h // multiple * multiple)
-    if (w, h) == (w0, h0):
-        return frames
-    out = []
-    for f in frames:
-        if mode == "crop":
-            s = max(w / w0, h / h0)
-            r = cv2.resize(f, (max(w, round(w0 * s)), max(h, round(h0 * s))), interpolation=cv2.INTER_AREA)
-            y, x = (r.shape[0] - h) // 2, (r.shape[1] - w) // 2
-            out.append(r[y:y + h, x:x + w])
-        else:
-            out.append(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA))
-    return np.stack(out)
-
-
 def to_image(frames_u8):
-    return torch.from_numpy(frames_u8.astype(np.float32) / 255.0)
+    return torch.from_numpy(np.asarray(frames_u8).astype(np.float32) / 255.0)
 
 
-def to_uint8(images):
-    return np.ascontiguousarray((images[..., :3].float().clamp(0, 1) * 255).round().byte().cpu().numpy())
+def load_frames(video, path, frame_start, frame_count, stride, video_input=None):
+    """(IMAGE, fps, AUDIO or None) of the chosen frames, from a VIDEO, a path or an input file."""
+    try:
+        if video_input is not None:
+            src = compat.video_file_source(video_input)
+            if src is not None:                     # core Load Video: decode only what is needed
+                return video_io.read_file(src, frame_start, frame_count, stride)
+            comp = video_input.get_components()     # any other VIDEO (e.g. core Create Video)
+            fps = float(comp.frame_rate) or video_io.FOLDER_FPS
+            images = video_io.select_frames(comp.images, frame_start, frame_count, stride)
+            audio = video_io.slice_audio(comp.audio, fps, frame_start, images.shape[0], stride)
+            return images, fps / stride, audio
+        p = _resolve(video, path)
+        if os.path.isdir(p):
+            images, fps = video_io.read_folder(p, frame_start, frame_count, stride)
+            return images, fps, None
+        if p.lower().endswith(video_io.ANIMATED_EXT):
+            images, fps = video_io.read_animated(p, frame_start, frame_count, stride)
+            return images, fps, None
+        return video_io.read_file(p, frame_start, frame_count, stride)
+    except video_io.VideoReadError as e:
+        what = "the VIDEO input" if video_input is not None else f"'{os.path.basename(path or video or '')}'"
+        fail(LOAD_NODE, f"{what}: {e}")
 
 
 class VP2PLoadVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "video": (_input_videos(), {"tooltip": "A video file or image folder in ComfyUI's input folder."}),
+            "video": (_input_videos(), {compat.VIDEO_UPLOAD: True, "tooltip":
+                "A video file or image folder in ComfyUI's input folder (the upload button puts a file there)."}),
             "path": ("STRING", {"default": "", "tooltip": "Or a full path to a video file / image folder (wins if set)."}),
             "frame_start": ("INT", {"default": 0, "min": 0, "max": 100000}),
             "frame_count": ("INT", {"default": 8, "min": 0, "max": 10000, "tooltip":
@@ -137,40 +93,32 @@ class VP2PLoadVideo:
             "height": ("INT", {"default": 512, "min": 0, "max": 8192, "step": 8, "tooltip": "0 = keep the aspect ratio."}),
             "multiple_of": ([8, 64], {"tooltip": "Sizes are rounded down to this multiple (8 = one latent pixel)."}),
             "resize_mode": (["crop", "stretch"], {"tooltip": "crop keeps the aspect ratio (centre crop)."}),
+        }, "optional": {
+            "video_input": ("VIDEO", {"tooltip": "A core VIDEO (Load Video, Create Video, ...): wins over video and "
+                                                 "path; the frame and size controls still apply."}),
         }}
 
-    RETURN_TYPES = ("IMAGE", "FLOAT", "INT")
-    RETURN_NAMES = ("frames", "fps", "frame_count")
+    RETURN_TYPES = ("IMAGE", "FLOAT", "INT", "AUDIO")
+    RETURN_NAMES = ("frames", "fps", "frame_count", "audio")
+    OUTPUT_TOOLTIPS = ("One image per frame.", "Frames per second of the loaded frames (the file's / stride).",
+                       "Number of frames loaded.",
+                       "The sound of the loaded frames' time span (None if the video has none).")
     FUNCTION = "load"
     CATEGORY = "video-p2p/video"
-    DESCRIPTION = "Load a video file or image folder as an IMAGE batch (one image per frame)."
+    DESCRIPTION = "Load a video file, image folder or VIDEO as an IMAGE batch (one image per frame), with its fps and audio."
 
-    def load(self, video, path, frame_start, frame_count, stride, width, height, multiple_of, resize_mode):
-        frames, fps = read_frames(_resolve(video, path), frame_start, frame_count, stride)
-        frames = resize_frames(frames, width, height, int(multiple_of), resize_mode)
-        return (to_image(frames), fps, int(frames.shape[0]))
+    def load(self, video, path, frame_start, frame_count, stride, width, height, multiple_of, resize_mode,
+             video_input=None):
+        images, fps, audio = load_frames(video, path, frame_start, frame_count, stride, video_input)
+        images = video_io.resize(images, width, height, int(multiple_of), resize_mode)
+        return (images, float(fps), int(images.shape[0]), audio)
 
     @classmethod
     def IS_CHANGED(cls, video, path, **kw):
-        p = (path or "").strip() or os.path.join(folder_paths.get_input_directory(), video or "")
-        return os.path.getmtime(p) if os.path.exists(p) else ""
-
-
-def write_video(frames_u8, path, fps, fmt):
-    if fmt == "mp4":
-        h, w = frames_u8.shape[1:3]
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h))
-        if not writer.isOpened():
-            fail(SAVE_NODE, "opencv cannot write mp4 here; choose gif or webp.")
-        try:
-            for f in frames_u8:
-                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        finally:
-            writer.release()
-    else:
-        imgs = [Image.fromarray(f) for f in frames_u8]
-        kw = {"lossless": True} if fmt == "webp" else {}
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=max(1, round(1000 / fps)), loop=0, **kw)
+        p = (path or "").strip()
+        if not p and video and video != "(none)":
+            p = folder_paths.get_annotated_filepath(video)
+        return os.path.getmtime(p) if p and os.path.exists(p) else ""
 
 
 class VP2PSaveVideo:
@@ -180,32 +128,57 @@ class VP2PSaveVideo:
             "images": ("IMAGE", {"tooltip": "Frames to save, in order."}),
             "fps": ("FLOAT", {"default": 8.0, "min": 0.1, "max": 240.0, "step": 0.5}),
             "filename_prefix": ("STRING", {"default": "video_p2p/edit"}),
-            "format": (["mp4", "gif", "webp"], {"tooltip": "mp4 (mp4v) for players; gif/webp also preview in the UI."}),
-        }}
+            "format": (["mp4", "gif", "webp"], {"tooltip":
+                "mp4: H.264 (yuv420p) with the audio and the workflow embedded, plays in browsers and the editor; "
+                "gif/webp: animated images (no audio)."}),
+        }, "optional": {
+            "audio": ("AUDIO", {"tooltip": "Sound to put in the mp4 (e.g. Load Video's audio), cut to the video's length."}),
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("path",)
+    RETURN_TYPES = ("STRING", "VIDEO")
+    RETURN_NAMES = ("path", "video")
+    OUTPUT_TOOLTIPS = ("Full path of the saved file.", "The saved video as core's VIDEO (for Save Video, "
+                                                        "Get Video Components, ...).")
     FUNCTION = "save"
     OUTPUT_NODE = True
     CATEGORY = "video-p2p/video"
-    DESCRIPTION = "Save frames as a video under ComfyUI's output folder (with an animated preview)."
+    DESCRIPTION = "Save frames (and audio) as a video under ComfyUI's output folder, previewed in the editor."
 
-    def save(self, images, fps, filename_prefix, format):
+    def save(self, images, fps, filename_prefix, format, audio=None, prompt=None, extra_pnginfo=None):
         if images.ndim != 4 or images.shape[0] == 0:
-            fail(SAVE_NODE, "got no frames to save.")
-        frames = to_uint8(images)
+            fail(SAVE_NODE, "got no frames to save: connect an IMAGE batch with at least one frame.")
         out_dir = folder_paths.get_output_directory()
-        full, name, counter, sub, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, frames.shape[2],
-                                                                        frames.shape[1])
-        base = f"{name}_{counter:05}_"
-        path = os.path.join(full, f"{base}.{format}")
-        write_video(frames, path, fps, format)
-        preview = path if format != "mp4" else os.path.join(full, f"{base}.webp")
-        if format == "mp4":                     # the stock frontend previews images, not mp4
-            write_video(frames, preview, fps, "webp")
-        ui = {"images": [{"filename": os.path.basename(preview), "subfolder": sub, "type": "output"}],
-              "animated": (True,)}
-        return {"ui": ui, "result": (path,)}
+        full, name, counter, sub, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, images.shape[2],
+                                                                        images.shape[1])
+        path = os.path.join(full, f"{name}_{counter:05}_.{format}")
+        if format == "mp4":
+            meta = None
+            if compat.metadata_enabled():
+                meta = dict(extra_pnginfo or {})
+                if prompt is not None:
+                    meta["prompt"] = prompt
+            try:
+                video_io.write_mp4(path, images, fps, audio, meta)
+            except Exception as e:                  # encoder missing or refusing the frames
+                fail(SAVE_NODE, f"could not write H.264 mp4 ({e.__class__.__name__}: {e}); choose gif or webp.")
+            video = compat.VideoFromFile(path)
+        else:
+            video_io.write_animated(path, images, fps, format)
+            video = compat.VideoFromComponents(compat.VideoComponents(
+                images=images[..., :3], frame_rate=video_io.frame_rate(fps), audio=audio))
+        return {"ui": compat.preview_ui([(os.path.basename(path), sub)]), "result": (path, video)}
+
+
+_FONT_CACHE = {}
+
+
+def _font(px):
+    if px not in _FONT_CACHE:
+        try:
+            _FONT_CACHE[px] = ImageFont.load_default(size=px)
+        except TypeError:                           # Pillow < 10.1: one bitmap size
+            _FONT_CACHE[px] = ImageFont.load_default()
+    return _FONT_CACHE[px]
 
 
 class VP2PSideBySide:
@@ -229,17 +202,20 @@ class VP2PSideBySide:
         names = [s.strip() for s in labels.split(",")] if labels.strip() else []
         panels = []
         for i, (_, v) in enumerate(vids):
+            v = v[..., :3].float()
+            if v.shape[1] != h:
+                w = round(v.shape[2] * h / v.shape[1])
+                v = F.interpolate(v.movedim(-1, 1), size=(h, w), mode="bilinear", antialias=True,
+                                  align_corners=False).clamp(0, 1).movedim(1, -1)
             f = to_uint8(v)
-            if f.shape[1] != h:
-                f = np.stack([cv2.resize(x, (round(x.shape[1] * h / x.shape[0]), h), interpolation=cv2.INTER_AREA)
-                              for x in f])
             if i < len(names) and names[i]:
-                scale = max(0.25, h / 256)
-                for x in f:
-                    cv2.putText(x, names[i], (3, int(12 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale,
-                                (255, 255, 255), 1, cv2.LINE_AA)
+                px = max(8, round(11 * max(0.25, h / 256)))
+                for j, x in enumerate(f):
+                    img = Image.fromarray(x)
+                    ImageDraw.Draw(img).text((3, 2), names[i], fill=(255, 255, 255), font=_font(px))
+                    f[j] = np.asarray(img)
             panels.append(f)
-        return (to_image(np.concatenate(panels, axis=2).copy()),)
+        return (to_image(np.concatenate(panels, axis=2)),)
 
 
 NODE_CLASS_MAPPINGS = {"VP2PLoadVideo": VP2PLoadVideo, "VP2PSaveVideo": VP2PSaveVideo, "VP2PSideBySide": VP2PSideBySide}

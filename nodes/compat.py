@@ -1,0 +1,48 @@
+"""Host layer: what differs between the ComfyUI versions the pack supports (>= 0.3.52), in one
+place. Nodes import core's video types from here and never test versions themselves.
+
+Measured differences that matter to the pack (0.3.52 against 0.3.75):
+- core's VIDEO from a file (`VideoFromFile`) exposes its file through `get_stream_source()`
+  only since 0.3.6x; 0.3.52 keeps it private. `video_file_source` hides that, so the pack's
+  loader can decode just the frames it needs instead of every frame of a long clip.
+- core's `VideoFromComponents.save_to` in 0.3.52 writes only the first audio channel; the pack
+  therefore writes its mp4 itself (nodes/video_io.py, the same PyAV on every version).
+Identical on both (and used as is): `comfy_api.latest.InputImpl` / `Types`, `VideoComponents`
+(images, frame_rate, audio, metadata), the `video_upload` combo option, the
+`{"images": [...], "animated": (True,)}` preview that core's SaveVideo returns, and
+`args.disable_metadata`.
+"""
+from __future__ import annotations
+
+import io
+
+from comfy.cli_args import args
+from comfy_api.latest import InputImpl, Types
+
+VideoFromFile = InputImpl.VideoFromFile
+VideoFromComponents = InputImpl.VideoFromComponents
+VideoComponents = Types.VideoComponents
+VIDEO_UPLOAD = "video_upload"          # combo option that adds the editor's upload button
+
+
+def video_file_source(video):
+    """The file (path or BytesIO, rewound) behind a core VIDEO read from a file, else None."""
+    if not isinstance(video, VideoFromFile):
+        return None
+    getter = getattr(video, "get_stream_source", None)
+    if getter is not None:                        # ComfyUI >= 0.3.6x
+        return getter()
+    src = getattr(video, "_VideoFromFile__file", None)   # 0.3.52: the private attribute
+    if isinstance(src, io.BytesIO):
+        src.seek(0)
+    return src
+
+
+def metadata_enabled() -> bool:
+    """False when ComfyUI runs with --disable-metadata (then no workflow is embedded)."""
+    return not getattr(args, "disable_metadata", False)
+
+
+def preview_ui(files):
+    """UI output that the editor shows as an (animated) preview: [(filename, subfolder)]."""
+    return {"images": [{"filename": f, "subfolder": s, "type": "output"} for f, s in files], "animated": (True,)}
