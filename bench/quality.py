@@ -72,7 +72,7 @@ class Runner:
             torch.set_num_threads(threads)
         import folder_paths
         sc = self.tl.pack("nodes.small_checkpoint")
-        path = ckpt if os.path.isfile(ckpt) else folder_paths.get_full_path("checkpoints", ckpt)
+        path = ckpt if os.path.isfile(ckpt) else folder_paths.get_full_path(sc.MODEL_KIND, ckpt)
         if not path:
             raise SystemExit(f"checkpoint {ckpt!r} not found")
         self.model, self.clip, self.vae = sc.load_checkpoint(path)

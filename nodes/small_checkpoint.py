@@ -25,6 +25,26 @@ import comfy.taesd.taesd
 import folder_paths
 
 CONFIG_KEY = "vp2p_small_sd"
+# The pack's own model folder kind: core's Load Checkpoint never lists these files (it cannot
+# load them), only this pack's loader does. models/vp2p_toy/ of ComfyUI (or a `vp2p_toy:` entry
+# in extra_model_paths.yaml) for the user's files, plus the toy model shipped in this repository.
+MODEL_KIND = "vp2p_toy"
+TOY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "toy_world")
+LOADER_NODE = "Load Small SD1.x Checkpoint (VP2P)"
+
+
+def register_model_folder():
+    """Register MODEL_KIND with ComfyUI's folder_paths (idempotent; keeps paths that
+    extra_model_paths.yaml added under the same key)."""
+    paths, exts = folder_paths.folder_names_and_paths.get(MODEL_KIND, ([], set()))
+    for p in (os.path.join(folder_paths.models_dir, MODEL_KIND), TOY_DIR):
+        if p not in paths:
+            paths.append(p)
+    exts = set(exts) | {".safetensors"}
+    folder_paths.folder_names_and_paths[MODEL_KIND] = (paths, exts)
+
+
+register_model_folder()
 UNET_PREFIX = "model.diffusion_model."
 CLIP_PREFIX = "cond_stage_model."
 VAE_PREFIX = "first_stage_model."
@@ -181,14 +201,14 @@ def read_config(path):
     with safetensors.safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
     if CONFIG_KEY not in meta:
-        raise ValueError(f"Load Small SD1.x Checkpoint: '{os.path.basename(path)}' has no '{CONFIG_KEY}' "
+        raise ValueError(f"{LOADER_NODE}: '{os.path.basename(path)}' has no '{CONFIG_KEY}' "
                          "metadata; use ComfyUI's Load Checkpoint for regular SD1.5 files.")
     return json.loads(meta[CONFIG_KEY])
 
 
 def load_checkpoint(path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Load Small SD1.x Checkpoint: no file '{path}'")
+        raise FileNotFoundError(f"{LOADER_NODE}: no file '{path}'")
     cfg = read_config(path)
     sd = safetensors.torch.load_file(path)
 
@@ -206,15 +226,11 @@ def load_checkpoint(path):
 
 
 def list_small_checkpoints():
-    out = []
-    for name in folder_paths.get_filename_list("checkpoints"):
-        if name.endswith(".safetensors"):
-            try:
-                read_config(folder_paths.get_full_path("checkpoints", name))
-                out.append(name)
-            except Exception:
-                pass
-    return out
+    return folder_paths.get_filename_list(MODEL_KIND)
+
+
+def full_path(name):
+    return folder_paths.get_full_path(MODEL_KIND, name)
 
 
 class VP2PLoadSmallCheckpoint:
@@ -222,16 +238,19 @@ class VP2PLoadSmallCheckpoint:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"ckpt_name": (folder_paths.get_filename_list("checkpoints"),)}}
+        return {"required": {"ckpt_name": (list_small_checkpoints(), {"tooltip":
+            f"Files in ComfyUI's models/{MODEL_KIND}/ folder (and the toy model shipped with the pack). "
+            "Regular SD1.5 checkpoints load with core Load Checkpoint."})}}
 
     RETURN_TYPES = ("MODEL", "CLIP", "VAE")
     FUNCTION = "load"
     CATEGORY = "video-p2p/loaders"
 
     def load(self, ckpt_name):
-        path = folder_paths.get_full_path("checkpoints", ckpt_name)
+        path = full_path(ckpt_name)
         if path is None:
-            raise FileNotFoundError(f"Load Small SD1.x Checkpoint: '{ckpt_name}' is not in models/checkpoints")
+            raise FileNotFoundError(f"{LOADER_NODE}: '{ckpt_name}' is not in models/{MODEL_KIND}/: put the file "
+                                    "there (or add a 'vp2p_toy:' folder in extra_model_paths.yaml) and refresh.")
         return load_checkpoint(path)
 
 

@@ -1,22 +1,15 @@
 """Toy-world nodes: a procedural test video with known truth, and its pixel oracle. The
-embedded toy model (models/toy_world/) is registered as a checkpoints folder so
-"Load Small SD1.x Checkpoint (VP2P)" lists it out of the box."""
+embedded toy model (models/toy_world/) is registered by nodes/small_checkpoint.py under the
+pack's own model folder kind, so only "Load Small SD1.x Checkpoint (VP2P)" lists it."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import torch
 
-import folder_paths
-
 from ..vp2p_toy import oracle, world
 from .unet_runner import fail
-
-TOY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "toy_world")
-if os.path.isdir(TOY_DIR):
-    folder_paths.add_model_folder_path("checkpoints", TOY_DIR)
 
 VIDEO_NODE = "Toy World Video (VP2P)"
 ORACLE_NODE = "Toy World Oracle (VP2P)"

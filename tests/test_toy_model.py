@@ -8,8 +8,8 @@ import vp2p_testlib as tl
 
 @pytest.fixture(scope="module")
 def toy_model(host):
-    names = folder_paths.get_filename_list("checkpoints")
-    assert tl.TOY_CKPT in names, "the embedded toy model is not registered as a checkpoint"
+    names = folder_paths.get_filename_list(tl.small_kind())
+    assert tl.TOY_CKPT in names, "the embedded toy model is not registered in the pack's model folder kind"
     node = tl.pack("nodes.small_checkpoint").VP2PLoadSmallCheckpoint()
     return node.load(tl.TOY_CKPT)
 
@@ -43,6 +43,22 @@ def test_oracle_reads_the_autoencoders_round_trip(toy_model):
     colour = np.mean([g["colour"] == s.colour for g, s in zip(got, specs)])
     shape = np.mean([g["shape"] == s.shape for g, s in zip(got, specs)])
     assert colour >= 0.98 and shape >= DECODED_SHAPE_BAR, (colour, shape)
+
+
+def test_toy_model_is_offered_by_the_pack_loader_only(host):
+    """Core Load Checkpoint cannot load the small models, so it must not list them; the pack's
+    loader lists the shipped toy model from where it lies in the repository."""
+    import os
+    import nodes
+    assert tl.TOY_CKPT not in folder_paths.get_filename_list("checkpoints")
+    assert tl.TOY_CKPT not in nodes.NODE_CLASS_MAPPINGS["CheckpointLoaderSimple"].INPUT_TYPES()["required"]["ckpt_name"][0]
+    loader = nodes.NODE_CLASS_MAPPINGS["VP2PLoadSmallCheckpoint"]
+    assert tl.TOY_CKPT in loader.INPUT_TYPES()["required"]["ckpt_name"][0]
+    path = folder_paths.get_full_path(tl.small_kind(), tl.TOY_CKPT)
+    assert os.path.samefile(path, os.path.join(tl.REPO, "models", "toy_world", tl.TOY_CKPT))
+    assert os.path.join(folder_paths.models_dir, tl.small_kind()) in folder_paths.get_folder_paths(tl.small_kind())
+    with pytest.raises(FileNotFoundError, match=r"Load Small SD1.x Checkpoint \(VP2P\).*models/vp2p_toy"):
+        loader().load("not_there.safetensors")
 
 
 def test_toy_model_runs_in_a_core_graph(host):

@@ -45,16 +45,21 @@ def pack(name):
     return comfy_host.pack_module(name)
 
 
+def small_kind():
+    """The pack's own model folder kind (where its loader looks; core Load Checkpoint does not)."""
+    return pack("nodes.small_checkpoint").MODEL_KIND
+
+
 def register_models_dir(path):
     import folder_paths
     os.makedirs(os.path.join(path, "checkpoints"), exist_ok=True)
-    folder_paths.add_model_folder_path("checkpoints", os.path.join(path, "checkpoints"))
+    folder_paths.add_model_folder_path(small_kind(), os.path.join(path, "checkpoints"))
 
 
 def extra_model_paths_yaml(models_dir):
     p = os.path.join(models_dir, "extra_model_paths.yaml")
     with open(p, "w") as f:
-        f.write(f"vp2p_tests:\n    base_path: {models_dir}\n    checkpoints: checkpoints\n")
+        f.write(f"vp2p_tests:\n    base_path: {models_dir}\n    {small_kind()}: checkpoints\n")
     return p
 
 
@@ -79,7 +84,7 @@ def make_tiny_checkpoint(models_dir, name=TINY_NAME, seed=0, **unet_kw):
 def load_ckpt(name):
     import folder_paths
     sc = pack("nodes.small_checkpoint")
-    return sc.load_checkpoint(folder_paths.get_full_path("checkpoints", name))
+    return sc.load_checkpoint(folder_paths.get_full_path(small_kind(), name))
 
 
 def encode(clip, text):
