@@ -66,7 +66,7 @@ fi
 REQ="$COMFY/requirements.txt"
 echo "[setup_host] installing ComfyUI $LEG's requirements"
 grep -v -E '^\s*(#|$)|^comfyui-' "$REQ" > "$HOST_DIR/requirements-runtime.txt"
-"${PIP[@]}" install "${CONS[@]}" -r "$HOST_DIR/requirements-runtime.txt" requests pytest -r "$REPO/requirements.txt"
+"${PIP[@]}" install "${CONS[@]}" -r "$HOST_DIR/requirements-runtime.txt" requests pytest comfy-cli -r "$REPO/requirements.txt"
 # frontend, workflow templates and embedded docs: pinned per version, kept in the overlay
 grep -E '^comfyui-' "$REQ" > "$HOST_DIR/requirements-frontend.txt" || true
 rm -rf "$HOST_DIR/site"
