@@ -58,6 +58,23 @@ def test_swap_mapper_different_token_counts(sa, encode):
     assert torch.allclose(back[2:5, 2], torch.ones(3)) and back[5, 3] == 1
 
 
+def test_swap_mapper_equal_length_multi_token_words_pair_one_to_one(sa, encode):
+    """prompt-to-prompt's mapper: a changed word with as many tokens as the source word maps
+    token k -> token k (not one averaged map over the whole token block)."""
+    src, tgt = "a man riding a bike.", "a man riding a motorbike."
+    assert len(encode("bike.")) == len(encode("motorbike.")) == 2 and encode("bike.") != encode("motorbike.")
+    m = sa.swap_mapper(encode, src, tgt)
+    assert m[5, 5] == 1 and m[6, 6] == 1 and m[5, 6] == 0 and m[6, 5] == 0   # 'bike'->'motorbike', '.'->'.'
+    assert torch.equal(m, torch.eye(77))
+    # a source attention that differs between the two tokens stays different in the target
+    p = torch.zeros(1, 77)
+    p[0, 5], p[0, 6] = 0.7, 0.1
+    assert (p @ m)[0, 5] == pytest.approx(0.7) and (p @ m)[0, 6] == pytest.approx(0.1)
+    # unequal lengths keep the word-level spreading
+    m2 = sa.swap_mapper(encode, "a man riding a bike", "a man riding a hippopotamus")
+    assert torch.allclose(m2[5, 5:8], torch.full((3,), 1 / 3))
+
+
 def test_swap_rejects_different_word_counts_and_suggests_refine(sa, encode):
     with pytest.raises(sa.AlignmentError, match="refine"):
         sa.swap_mapper(encode, "a cat", "a big cat")

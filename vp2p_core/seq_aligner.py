@@ -6,8 +6,9 @@ positions computed here are the positions in the 77-token conditioning CLIPTextE
 (BOS at 0, then the words' tokens, then EOS/padding). `encode(word) -> [token ids]` is the
 CLIP BPE tokenizer without BOS/EOS; keeping it a callable keeps this module host-free.
 
-- swap: same number of words; changed words may differ in token count (the source word's
-  attention is spread over the target word's tokens so each attention row keeps its mass);
+- swap: same number of words; a changed word with as many tokens as the source word is
+  paired token by token (prompt-to-prompt's mapper); one with a different token count gets
+  the source word's attention spread over its tokens (so each attention row keeps its mass);
 - refine: words are aligned by a global alignment (longest common subsequence of words,
   no substitutions): shared words copy the source attention, added words keep their own;
 - reweight: one scale per chosen word's tokens.
@@ -82,6 +83,11 @@ def swap_mapper(encode: Encode, source: str, target: str, max_len: int = MAX_TOK
     m[0, 0] = 1.0
     for (_, s_ids, s_pos), (_, t_ids, t_pos) in zip(src, tgt):
         if s_ids == t_ids:
+            for k in range(len(s_ids)):
+                m[s_pos + k, t_pos + k] = 1.0
+        elif len(s_ids) == len(t_ids):
+            # equal token counts: token k of the source word -> token k of the target word,
+            # one to one (prompt-to-prompt's mapper), so each target token keeps its own map
             for k in range(len(s_ids)):
                 m[s_pos + k, t_pos + k] = 1.0
         elif s_ids and t_ids:
