@@ -215,12 +215,16 @@ class ComfyServer:
         import urllib.request
         return json.loads(urllib.request.urlopen(self.url + path, timeout=30).read())
 
-    def post_json(self, path: str, payload):
+    def post(self, path: str, payload) -> bytes:
         import json
         import urllib.request
         req = urllib.request.Request(self.url + path, data=json.dumps(payload).encode(),
                                      headers={"Content-Type": "application/json"})
-        return json.loads(urllib.request.urlopen(req, timeout=30).read())
+        return urllib.request.urlopen(req, timeout=30).read()
+
+    def post_json(self, path: str, payload):
+        import json
+        return json.loads(self.post(path, payload))
 
     def run(self, prompt: dict, timeout: float = 600) -> dict:
         """POST /prompt, poll /history; returns the history entry (raises on error)."""

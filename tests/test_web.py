@@ -5,6 +5,7 @@ Screenshots and the browser console go to artifacts/web/."""
 import glob
 import json
 import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -35,6 +36,9 @@ app.canvas.ds.scale = scale;
 app.canvas.ds.offset = [pad / scale - x0, pad / scale - y0];
 app.graph.setDirtyCanvas(true, true);
 """
+
+
+FRONTEND_OWN = []      # console errors the frontend logged by itself (see the browser fixture)
 
 
 def chrome_driver():
@@ -75,11 +79,19 @@ def browser(tmp_path_factory):
     log = out / "server.log"
     srv = comfy_host.ComfyServer(log_path=str(log), extra_args=["--output-directory", str(out)])
     with srv:
+        # a returning user: no first-run template browser over the canvas
+        srv.post("/settings", {"Comfy.TutorialCompleted": True})
         d = chrome_driver()
         try:
             d.get(srv.url)
             wait_for(d, "!!(window.app && app.graph && window.LiteGraph && "
                         "LiteGraph.registered_node_types['VP2PController'])", 90, "the ComfyUI editor")
+            time.sleep(1)
+            # frontend 1.32.9 logs a TypeError of its own at start-up, with or without custom nodes
+            # (checked with --disable-all-custom-nodes); start-up errors that do not name this pack
+            # are set aside, everything later counts
+            FRONTEND_OWN.extend(e["message"] for e in console(d) if e["level"] == "SEVERE"
+                                and "video-p2p" not in e["message"] and "vp2p" not in e["message"])
             yield d, srv
         finally:
             with open(os.path.join(SHOTS, "console.log"), "w") as f:
@@ -211,6 +223,52 @@ def test_alignment_preview_live(browser):
     d.save_screenshot(os.path.join(SHOTS, "alignment_warning.png"))
 
 
+# What an offline editor logs by itself: lookups of comfy.org services, and per-user files that
+# do not exist yet (404). Anything else, and anything of this pack's, is an error.
+OFFLINE_NOISE = re.compile(r"^(https?://[^ ]*(api\.comfy\.org|comfy\.org|favicon\.ico)[^ ]* - Failed to load resource"
+                           r"|https?://127\.0\.0\.1:\d+/(api/)?(userdata[/?][^ ]*|user\.css) - Failed to load resource"
+                           r": the server responded with a status of 404)")
+
+
+def test_alignment_preview_in_the_vue_node_renderer(browser):
+    """The frontend's "Nodes 2.0" (Vue) renderer draws nodes as DOM: the preview must be there too
+    and follow widget changes."""
+    d, _ = browser
+    has_vue = d.execute_script("return app.extensionManager.setting.get('Comfy.VueNodes.Enabled') !== undefined;")
+    if not has_vue:
+        pytest.skip("this frontend has no Vue node renderer (Nodes 2.0)")
+    # switch renderers on core's default graph first: what the frontend logs while switching is
+    # its own (seen with 1.32.9: a TypeError in its settings watcher) and is set aside
+    d.execute_script("app.loadGraphData();")
+    before = len(console(d))
+    d.execute_script("return app.extensionManager.setting.set('Comfy.VueNodes.Enabled', true);")
+    time.sleep(1.5)
+    FRONTEND_OWN.extend(e["message"] for e in console(d)[before:] if e["level"] == "SEVERE")
+    before = len(console(d))
+    try:
+        load(d, os.path.join(REPO, "workflows", "toy_word_swap.json"))
+        wait_for(d, "document.querySelectorAll('[data-node-id]').length > 0", 30, "Vue-rendered nodes")
+        text = wait_preview(d, "red -> green", "the swap preview in a Vue node")
+        assert "error" not in text
+        shown = d.execute_script(f"const n = {CONTROLLERS}[0]; const el = n.widgets.find(w => w.name === 'alignment')"
+                                 ".element; return el.isConnected && !!el.closest('[data-node-id]') && "
+                                 "el.getBoundingClientRect().height > 20;")
+        assert shown, "the preview element is not inside the Vue node"
+        set_widgets(d, {"target_text": "a red square on a striped gray background"})
+        assert "circle -> square" in wait_preview(d, "circle -> square", "the updated preview in a Vue node")
+        d.execute_script(FIT_VIEW, "VP2PController")
+        time.sleep(0.5)
+        d.save_screenshot(os.path.join(SHOTS, "vue_nodes_preview.png"))
+        assert [e["message"] for e in console(d)[before:]
+                if e["level"] == "SEVERE" and not OFFLINE_NOISE.match(e["message"])] == []
+    finally:
+        d.execute_script("app.loadGraphData();")
+        before = len(console(d))
+        d.execute_script("return app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false);")
+        time.sleep(1.5)
+        FRONTEND_OWN.extend(e["message"] for e in console(d)[before:] if e["level"] == "SEVERE")
+
+
 def test_queue_toy_workflow_and_see_the_output(browser):
     d, srv = browser
     load(d, os.path.join(REPO, "workflows", "toy_fast_mode.json"))
@@ -239,7 +297,10 @@ def test_queue_toy_workflow_and_see_the_output(browser):
     img = got["Save Video (VP2P)"][0]
     q = urllib.parse.urlencode({k: img[k] for k in ("filename", "subfolder", "type")})
     data = urllib.request.urlopen(f"{srv.url}/view?{q}", timeout=30).read()
-    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"     # the animated webp preview is served
+    if img["filename"].endswith(".mp4"):        # H.264 mp4, which the editor plays in a video element
+        assert data[4:8] == b"ftyp" and b"avc1" in data
+    else:
+        assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"     # an animated webp preview
     deadline = time.time() + 60
     while not srv.get_json("/history") and time.time() < deadline:    # written when the prompt ends
         time.sleep(0.5)
@@ -257,5 +318,6 @@ def test_queue_toy_workflow_and_see_the_output(browser):
 
 def test_no_errors_in_the_browser_console(browser):
     d, _ = browser
-    errors = [e["message"] for e in console(d) if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
-    assert errors == []
+    errors = [e["message"] for e in console(d) if e["level"] == "SEVERE"]
+    ours = [m for m in errors if not OFFLINE_NOISE.match(m) and m not in FRONTEND_OWN]
+    assert ours == []
