@@ -36,9 +36,21 @@ SAVE_NODE = "Save Inversion (VP2P)"
 LOAD_NODE = "Load Inversion (VP2P)"
 SUBDIR = "video_p2p"
 FORMAT = "vp2p-inversion"
-VERSION = "1"
-MODES = core.MODES
-TENSORS = ("x_T", "sigmas", "null_embeddings", "source_cond", "empty_cond")
+VERSION = "2"
+MODES = core.MODES                    # everything invert_video() runs (ddim-cfg: benchmark ablation only)
+NODE_MODES = ("direct-inversion", "null-text", "fast")   # what the node offers
+DEFAULT_MODE = "direct-inversion"
+# values saved by earlier versions of the node -> the mode that does the same thing now
+LEGACY_MODES = {"negative-prompt": "fast"}
+# modes of inversion files written before VERSION 2, by their stored name
+LEGACY_FILE_MODES = {"fast": "ddim-cfg", "negative-prompt": "fast"}
+TENSORS = ("x_T", "sigmas", "null_embeddings", "source_cond", "empty_cond", "trajectory")
+MODE_HELP = ("direct-inversion: no optimisation; the source branch is put back on the inversion trajectory "
+             "after every step (PnP Inversion), so it reconstructs the video exactly while the target edits "
+             "(fastest, best measured edits). null-text: optimise one null embedding per step shared by all "
+             "frames (the paper; ~10x slower). fast: the official fast mode, no optimisation, the source "
+             "branch sampled at guidance 1. (Before pack version 2 'fast' meant plain DDIM at CFG; "
+             "'negative-prompt' is the old name of 'fast'.)")
 
 log = logging.getLogger("video-p2p")
 
@@ -64,10 +76,37 @@ class Inversion:
     losses: list = dataclasses.field(default_factory=list)      # per step, VP-space MSE of the retrace
     iterations: list = dataclasses.field(default_factory=list)  # per step, optimiser updates
     seconds: float = 0.0
+    trajectory: torch.Tensor = None  # [n+1,F,4,h,w] float32 CPU, model space, traj[i] at sigmas[i]
+    #                                  (direct-inversion only: where the source branch is put back)
 
     @property
     def n_steps(self) -> int:
         return len(self.sigmas) - 1
+
+    @property
+    def source_cfg(self) -> float:
+        """Guidance of the source branch: 1 for the official fast mode, else the inversion's cfg."""
+        return 1.0 if self.mode in core.GUIDANCE_ONE_MODES else float(self.cfg)
+
+
+def canonical_mode(node: str, mode: str) -> str:
+    """The mode a (possibly saved-by-an-earlier-version) value means now; a clear error if unknown."""
+    mode = LEGACY_MODES.get(mode, mode)
+    if mode not in MODES:
+        fail(node, f"mode must be one of {', '.join(NODE_MODES)} (got {mode!r}).")
+    return mode
+
+
+_told_fast = []
+
+
+def _tell_fast_changed():
+    if not _told_fast:
+        _told_fast.append(True)
+        log.info("%s: mode 'fast' is the official Video-P2P fast mode (source branch at guidance 1). Workflows "
+                 "saved before pack version 2 got plain DDIM inversion sampled at CFG with it, which "
+                 "reconstructs the video much worse; for the paper's method use 'null-text', for exact "
+                 "reconstruction at no cost 'direct-inversion'.", NODE)
 
 
 # --------------------------------------------------------------------------- inversion
@@ -101,8 +140,6 @@ class _Progress:
 
 def _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, mode, inner_iterations,
                   fixed_point_iterations):
-    if mode not in MODES:
-        fail(NODE, f"mode must be one of {', '.join(MODES)} (got {mode!r}).")
     if int(steps) < 2:
         fail(NODE, f"steps must be at least 2 (got {steps}).")
     if not float(cfg) > 0:
@@ -111,7 +148,7 @@ def _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, m
         fail(NODE, f"fixed_point_iterations must be >= 0 (got {fixed_point_iterations}).")
     if mode == "null-text" and int(inner_iterations) < 1:
         fail(NODE, f"inner_iterations must be at least 1 for null-text (got {inner_iterations}); "
-                   "use mode 'fast' for no optimisation.")
+                   "use mode 'direct-inversion' or 'fast' for no optimisation.")
     check_eps_model(NODE, model)
     video = latent_video(NODE, latent)
     cond = cond_tensor(NODE, conditioning, model, "source conditioning")
@@ -125,10 +162,23 @@ def _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, m
     return video, cond.float(), empty.float()
 
 
+def compute_dtype(runner):
+    """The dtype the UNet computes in (ComfyUI's manual cast dtype, else its weight dtype)."""
+    m = runner.model
+    dt = getattr(m, "manual_cast_dtype", None)
+    if dt is None and hasattr(m, "get_dtype"):
+        dt = m.get_dtype()
+    return dt
+
+
 def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=7.5, mode="null-text",
                  inner_iterations=10, fixed_point_iterations=0, per_frame=False):
     """Returns (Inversion, reconstruction LATENT). per_frame (one null per frame, [n,F,tokens,C])
-    exists for ablations; the node always shares one null across frames as the paper does."""
+    exists for ablations; the node always shares one null across frames as the paper does.
+    mode: one of MODES (the node offers NODE_MODES; "ddim-cfg" is the benchmark ablation)."""
+    mode = canonical_mode(NODE, mode)
+    if mode == "fast":
+        _tell_fast_changed()
     video, cond, empty = _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, mode,
                                        inner_iterations, fixed_point_iterations)
     frames, hw = video.shape[0], tuple(video.shape[-2:])
@@ -163,7 +213,8 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
 
                 throw_if_interrupted()
                 res = core.invert(denoise, cfg_denoise, x0, sig, c, e, float(cfg), mode, int(inner_iterations),
-                                  per_frame, int(fixed_point_iterations), throw_if_interrupted, progress)
+                                  per_frame, int(fixed_point_iterations), throw_if_interrupted, progress,
+                                  compute_dtype=compute_dtype(runner))
             recon = runner.to_latent_space(res.reconstruction.detach())
     finally:
         mm.soft_empty_cache()
@@ -173,7 +224,11 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
         latent_fingerprint=fp_latent, frames=int(frames), latent_hw=hw, empty_cond=empty.detach().cpu().clone(),
         steps=int(steps), inner_iterations=int(inner_iterations),
         fixed_point_iterations=int(fixed_point_iterations), losses=list(res.losses),
-        iterations=list(res.iterations), seconds=time.perf_counter() - start)
+        iterations=list(res.iterations), seconds=time.perf_counter() - start,
+        trajectory=torch.stack([t.detach().float().cpu() for t in res.trajectory])
+        if mode == "direct-inversion" else None)
+    if res.skipped:
+        log.warning("%s: %d null updates skipped for fp16 gradient overflow", NODE, res.skipped)
     log.info("%s: %s, %d frames, %d steps, %.1f s, final retrace MSE %.2e", NODE, mode, frames, n, inv.seconds,
              inv.losses[-1] if inv.losses else float("nan"))
     return inv, {"samples": recon}
@@ -184,6 +239,8 @@ def reconstruct(model, inv: Inversion):
     per-step nulls (used by tests and for previews of loaded inversions)."""
     runner = UNetRunner(model)
     dev = runner.device
+    if inv.trajectory is not None:     # direct inversion: the source branch ends on the trajectory
+        return {"samples": runner.to_latent_space(inv.trajectory[-1].to(dev).float())}
     extra = {"vp2p_frames": inv.frames}
     sigmas = inv.sigmas.to(dev)
     x = inv.x_T.to(dev).float()
@@ -191,7 +248,7 @@ def reconstruct(model, inv: Inversion):
     with torch.no_grad():
         for i in range(inv.n_steps):
             throw_if_interrupted()
-            den = runner.cfg_denoise(x, sigmas[i], cond, inv.null_embeddings[i].to(dev), inv.cfg, extra)
+            den = runner.cfg_denoise(x, sigmas[i], cond, inv.null_embeddings[i].to(dev), inv.source_cfg, extra)
             x = euler_step(x, den, sigmas[i], sigmas[i + 1])
     return {"samples": runner.to_latent_space(x)}
 
@@ -272,13 +329,22 @@ def load_inversion(name_or_path: str, model=None, latent=None) -> Inversion:
         fail(LOAD_NODE, f"'{os.path.basename(path)}' is not a Video-P2P inversion file.")
     info = json.loads(meta["inversion"])
     sd = safetensors.torch.load_file(path)
+    mode = info["mode"]
+    if meta.get("version", "1") == "1":   # names of version 1 files: same data, today's name for it
+        mode = LEGACY_FILE_MODES.get(mode, mode)
+    if mode not in MODES:
+        fail(LOAD_NODE, f"'{os.path.basename(path)}' has inversion mode {mode!r}, unknown to this version of "
+                        "the pack: update the pack or invert again.")
+    if mode == "direct-inversion" and "trajectory" not in sd:
+        fail(LOAD_NODE, f"'{os.path.basename(path)}' is a direct inversion without its trajectory: invert again.")
     inv = Inversion(x_T=sd["x_T"], sigmas=sd["sigmas"], null_embeddings=sd["null_embeddings"],
-                    source_cond=sd["source_cond"], cfg=float(info["cfg"]), mode=info["mode"],
+                    source_cond=sd["source_cond"], cfg=float(info["cfg"]), mode=mode,
                     model_fingerprint=info["model_fingerprint"], latent_fingerprint=info["latent_fingerprint"],
                     frames=int(info["frames"]), latent_hw=tuple(info["latent_hw"]), empty_cond=sd.get("empty_cond"),
                     steps=int(info["steps"]), inner_iterations=int(info["inner_iterations"]),
                     fixed_point_iterations=int(info.get("fixed_point_iterations", 0)),
-                    losses=list(info["losses"]), iterations=list(info["iterations"]), seconds=float(info["seconds"]))
+                    losses=list(info["losses"]), iterations=list(info["iterations"]), seconds=float(info["seconds"]),
+                    trajectory=sd.get("trajectory"))
     check_compatible(inv, model, latent, os.path.basename(path))
     return inv
 
@@ -317,15 +383,12 @@ class VP2PSharedNullTextInvert:
             "conditioning": ("CONDITIONING", {"tooltip": "The source prompt describing the video."}),
             "empty_conditioning": ("CONDITIONING", {"tooltip":
                 "CLIP Text Encode with an EMPTY text (same CLIP): the unconditional embedding that "
-                "null-text optimisation starts from and that 'fast' uses unchanged."}),
+                "null-text optimisation starts from, and the target branch's unconditional embedding."}),
             "steps": ("INT", {"default": 50, "min": 2, "max": 1000, "tooltip":
                 "DDIM steps (scheduler ddim_uniform); use the same for editing."}),
             "cfg": ("FLOAT", {"default": 7.5, "min": 0.01, "max": 30.0, "step": 0.1, "round": 0.01, "tooltip":
                 "The guidance scale the source branch will be sampled with."}),
-            "mode": (list(MODES), {"default": "null-text", "tooltip":
-                "null-text: optimise one null embedding per step shared by all frames (paper, best "
-                "reconstruction); fast: plain DDIM inversion; negative-prompt: the source prompt as the "
-                "unconditional embedding (no optimisation)."}),
+            "mode": (list(NODE_MODES), {"default": DEFAULT_MODE, "tooltip": MODE_HELP}),
             "inner_iterations": ("INT", {"default": 10, "min": 1, "max": 100, "tooltip":
                 "Max optimiser updates per step (null-text), with early stopping."}),
         }, "optional": {
@@ -341,7 +404,14 @@ class VP2PSharedNullTextInvert:
     DESCRIPTION = ("DDIM-invert the video with the source prompt and optimise a shared null-text embedding "
                    "per step so CFG sampling retraces it; outputs the inversion and its reconstruction.")
 
-    def invert(self, model, latent, conditioning, empty_conditioning, steps=50, cfg=7.5, mode="null-text",
+    @classmethod
+    def VALIDATE_INPUTS(cls, mode):
+        # accepts the values earlier versions saved (LEGACY_MODES), which the combo no longer lists
+        if mode in NODE_MODES or mode in LEGACY_MODES:
+            return True
+        return f"mode must be one of {', '.join(NODE_MODES)} (got {mode!r})"
+
+    def invert(self, model, latent, conditioning, empty_conditioning, steps=50, cfg=7.5, mode=DEFAULT_MODE,
                inner_iterations=10, fixed_point_iterations=0):
         return invert_video(model, latent, conditioning, empty_conditioning, steps, cfg, mode, inner_iterations,
                             fixed_point_iterations)

@@ -8,16 +8,20 @@ With every window at 0 and no blend, each branch is exactly ComfyUI's own DDIM
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 import comfy.model_management as mm
 import comfy.utils
 
 from ..vp2p_core import control as vc
+from ..vp2p_core.inversion import GUIDANCE_ONE_MODES
 from .fingerprint import model_fingerprint
 from .unet_runner import COND, UNCOND, UNetRunner, context_dim, euler_step, fail, throw_if_interrupted
 
 NODE = "Decoupled Sampler"
+log = logging.getLogger("video-p2p")
 
 
 def transformer_block_keys(diffusion_model):
@@ -35,26 +39,18 @@ def transformer_block_keys(diffusion_model):
     return keys
 
 
-def blend_downscale(diffusion_model, latent_hw, min_side=16):
-    """Downscale of the cross-attention maps used for local blend and previews.
+def source_guidance(inv) -> float:
+    """Guidance of the source branch: 1 for the official fast mode (its nulls are the source
+    prompt, so guided sampling IS guidance-1 sampling: the unconditional half is skipped)."""
+    return 1.0 if getattr(inv, "mode", None) in GUIDANCE_ONE_MODES else float(inv.cfg)
 
-    Prompt-to-prompt reads them at 16x16 on a 64x64 latent (SD1.5 at 512, the coarsest
-    input-level attention). We take the coarsest input-level attention whose map is still
-    at least `min_side` tokens across, else the finest one: on small latents the coarsest
-    map is a few cells wide and its dilated mask would cover the whole frame.
-    """
-    ds, found = 1, []
-    for blk in diffusion_model.input_blocks:
-        for layer in blk:
-            name = type(layer).__name__
-            if "Downsample" in name:
-                ds *= 2
-            if "Transformer" in name and ds not in found:
-                found.append(ds)
-    if not found:
-        return 1
-    wide = [d for d in found if min(latent_hw) // d >= min_side]
-    return max(wide) if wide else min(found)
+
+def blend_error(latent_hw, store):
+    seen = sorted(store.sum) if store is not None else []
+    what = (f"the UNet produced cross-attention maps of {seen} tokens, none of which fits the "
+            f"{latent_hw[0]}x{latent_hw[1]} latent") if seen else "the UNet produced no cross-attention maps"
+    fail(NODE, f"the local blend cannot run: {what}. Use an SD1.x model whose attention this pack patches "
+               "(no other attention-replacing node after it), or clear blend_words in the P2P Controller.")
 
 
 def _fast_attention():
@@ -156,8 +152,9 @@ def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=Tr
     x_src = inv.x_T.to(dev).float()
     x_tgt = x_src.clone()
     ctrl = spec.controller
-    ds = blend_downscale(clone.model.diffusion_model, latent_hw)
-    blend_hw = (latent_hw[0] // ds) * (latent_hw[1] // ds)
+    # the blend/preview resolution is read from the maps the UNet produces in the first step
+    # (all resolutions are recorded then), so it matches the UNet's rounding at any latent size
+    blend_hw = None
     need_store = ctrl.local_blend is not None or bool(spec.map_tokens)
     store = vc.AttentionStore() if need_store else None
     if branch_batching == "auto":
@@ -171,38 +168,70 @@ def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=Tr
     tgt_cond = spec.target_cond.to(dev)
     src_cond = inv.source_cond.to(dev)
     tgt_uncond = spec.uncond.to(dev)
-    src_cfg = float(inv.cfg)
+    src_cfg = source_guidance(inv)
+    # direct inversion: the source branch is put back on the inversion trajectory after every
+    # step; its own prediction only serves the attention the target copies, so its
+    # unconditional half is not evaluated (nor for the official fast mode, sampled at guidance 1)
+    trajectory = getattr(inv, "trajectory", None)
+    if trajectory is not None and tuple(trajectory.shape[:2]) != (steps + 1, frames):
+        fail(NODE, f"the inversion's trajectory has shape {tuple(trajectory.shape)}, expected {steps + 1} "
+                   f"steps of {frames} frames: invert again.")
+    src_guided = trajectory is None and src_cfg != 1.0
+    src_roles = [vc.SRC_U, vc.SRC_C] if src_guided else [vc.SRC_C]
+    src_kinds = [UNCOND, COND] if src_guided else [COND]
     pbar = comfy.utils.ProgressBar(steps)
     for i in range(steps):
         throw_if_interrupted()
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         src_null = inv.null_embeddings[i].to(dev)
         t_uncond = tgt_uncond if decoupled else src_null
+        src_ctx = [src_null, src_cond] if src_guided else [src_cond]
         extra = {"vp2p_frames": frames}
+        store_hw = None if blend_hw is None else {blend_hw}
         if branch_batching == "batched":
-            roles = [vc.SRC_U, vc.SRC_C, vc.TGT_U, vc.TGT_C]
+            roles = src_roles + [vc.TGT_U, vc.TGT_C]
             ctx = vc.StepContext(None if ctrl.is_identity() and store is None else ctrl, roles, i, steps,
-                                 fast, store, {blend_hw})
+                                 fast, store, store_hw)
             extra["vp2p_control"] = ctx
-            su, sc, tu, tc = runner.denoise([x_src, x_src, x_tgt, x_tgt], sigma,
-                                            [src_null, src_cond, t_uncond, tgt_cond],
-                                            [UNCOND, COND, UNCOND, COND], extra)
+            out = runner.denoise([x_src] * len(src_roles) + [x_tgt, x_tgt], sigma,
+                                 src_ctx + [t_uncond, tgt_cond], src_kinds + [UNCOND, COND], extra)
+            src_out, (tu, tc) = out[:len(src_roles)], out[len(src_roles):]
         else:
             cache = {}
-            ctx = vc.StepContext(ctrl, [vc.SRC_U, vc.SRC_C], i, steps, fast, store, {blend_hw}, cache)
-            su, sc = runner.denoise([x_src, x_src], sigma, [src_null, src_cond], [UNCOND, COND],
-                                    dict(extra, vp2p_control=ctx))
-            ctx = vc.StepContext(ctrl, [vc.TGT_U, vc.TGT_C], i, steps, fast, store, {blend_hw}, cache)
+            ctx = vc.StepContext(ctrl, src_roles, i, steps, fast, store, store_hw, cache)
+            src_out = runner.denoise([x_src] * len(src_roles), sigma, src_ctx, src_kinds,
+                                     dict(extra, vp2p_control=ctx))
+            ctx = vc.StepContext(ctrl, [vc.TGT_U, vc.TGT_C], i, steps, fast, store, store_hw, cache)
             tu, tc = runner.denoise([x_tgt, x_tgt], sigma, [t_uncond, tgt_cond], [UNCOND, COND],
                                     dict(extra, vp2p_control=ctx))
-        den_src = su + (sc - su) * src_cfg
+        if src_guided:
+            su, sc = src_out
+            den_src = su + (sc - su) * src_cfg
+        else:
+            den_src = src_out[0]
         den_tgt = tu + (tc - tu) * cfg
         if store is not None:
             store.end_step()
-        x_src = euler_step(x_src, den_src, sigma, sigma_next)
+            if blend_hw is None:
+                picked = vc.pick_blend_resolution(store.sum, latent_hw)
+                if picked is None:
+                    if ctrl.local_blend is not None:
+                        blend_error(latent_hw, store)
+                    log.warning("%s: no cross-attention maps fit the %s latent; attention_maps is blank.",
+                                NODE, latent_hw)
+                    store = None
+                else:
+                    blend_hw = picked[0]
+                    store.keep_only(blend_hw)
+        if trajectory is not None:
+            x_src = trajectory[i + 1].to(dev).float()
+        else:
+            x_src = euler_step(x_src, den_src, sigma, sigma_next)
         x_tgt = euler_step(x_tgt, den_tgt, sigma, sigma_next)
         lb = ctrl.local_blend
-        if lb is not None and lb.active(i, steps) and blend_hw in store.sum:
+        if lb is not None and lb.active(i, steps):
+            if store is None or blend_hw not in store.sum:
+                blend_error(latent_hw, store)
             h, w = vc.resolution_of(blend_hw, latent_hw)
             maps = store.maps(blend_hw, h, w)
             mask = lb.mask(maps[0], maps[1], latent_hw).to(dev)

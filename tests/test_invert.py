@@ -68,7 +68,7 @@ def inflated(tiny):
 
 @pytest.fixture(scope="module")
 def fast_and_null(tiny, video, prompts):
-    return invert(tiny[0], video, *prompts, mode="fast"), invert(tiny[0], video, *prompts, mode="null-text")
+    return invert(tiny[0], video, *prompts, mode="ddim-cfg"), invert(tiny[0], video, *prompts, mode="null-text")
 
 
 # --------------------------------------------------------------------------- schedule
@@ -115,7 +115,7 @@ def test_core_optimiser_schedule_per_reference(monkeypatch):
     assert created == [pytest.approx(1e-2 * (1 - i / 100), rel=0, abs=1e-15) for i in range(50)]  # fresh Adam per step
     assert res.nulls.shape == (50, 1, 77, 8) and all(0 <= k <= 3 for k in res.iterations)
     # the retrace gets better than plain DDIM's with the empty prompt
-    fast = inv.invert(denoise, cfg_denoise, x0, sig, cond, empty, 7.5, "fast")
+    fast = inv.invert(denoise, cfg_denoise, x0, sig, cond, empty, 7.5, "ddim-cfg")
     assert (res.reconstruction - x0).pow(2).mean() < 0.1 * (fast.reconstruction - x0).pow(2).mean()
     assert torch.equal(res.x_T, fast.x_T)
 
@@ -146,7 +146,7 @@ def test_guidance_one_inversion_reconstructs(tiny, video, prompts):
     assert (inv_fast.x_T - x0).pow(2).mean() > 0.3          # moved far (measured 0.69), not a no-op
     assert mse(rec_fast, video) < 5e-3 * x0.var()            # first-order DDIM inversion error only
     # at guidance 1 the unconditional embedding is unused: every mode gives the same bits
-    for mode in ("null-text", "negative-prompt"):
+    for mode in ("null-text", "ddim-cfg"):
         inv, rec = invert(tiny[0], video, *prompts, cfg=1.0, mode=mode)
         assert torch.equal(rec["samples"], rec_fast["samples"]) and torch.equal(inv.x_T, inv_fast.x_T), mode
     # fixed-point refinement makes the inversion the exact inverse of the sampler's step
@@ -161,8 +161,8 @@ def test_null_text_beats_plain_ddim_at_cfg(tiny, video, prompts, fast_and_null):
     assert torch.equal(inv_n.x_T, inv_f.x_T)             # same DDIM inversion underneath
     assert inv_n.losses[-1] == pytest.approx(mse(rec_n, video), rel=1e-4)
     assert all(1 <= k <= 10 for k in inv_n.iterations)
-    # negative-prompt inversion: guided sampling with uncond == cond is guidance 1
-    _, rec_np = invert(tiny[0], video, *prompts, mode="negative-prompt")
+    # the official fast mode: guided sampling with uncond == cond is guidance 1
+    _, rec_np = invert(tiny[0], video, *prompts, mode="fast")
     _, rec_1 = invert(tiny[0], video, *prompts, cfg=1.0, mode="fast")
     assert torch.allclose(rec_np["samples"], rec_1["samples"], atol=1e-5)
 
@@ -202,7 +202,7 @@ def test_inflated_model_every_call_carries_the_frame_count(inflated, video, prom
     assert calls and all(f == FRAMES and b in (FRAMES, 2 * FRAMES) for b, f in calls)
     assert inv.null_embeddings.shape[:2] == (4, 1)
     assert torch.equal(rec["samples"], sampler_source_branch(m, inv))
-    _, rec_f = invert(m, video, *prompts, steps=4, mode="fast")
+    _, rec_f = invert(m, video, *prompts, steps=4, mode="ddim-cfg")
     assert mse(rec, video) < mse(rec_f, video) / 2, (mse(rec, video), mse(rec_f, video))
     # per-frame nulls (ablation option) plug into the same sampler loop
     inv_pf, rec_pf = invert(m, video, *prompts, steps=2, inner=2, per_frame=True)
@@ -339,3 +339,127 @@ def test_nodes_through_the_executor(tiny_ckpt, tiny, prompts, outdir):
     g2["4"]["inputs"]["batch_size"] = FRAMES + 1
     with pytest.raises(RuntimeError, match="frames"):
         comfy_host.run_prompt(g2)
+
+
+# --------------------------------------------------------------------------- modes (named by what they do)
+def _psnr(rec, video):
+    x = video["samples"]
+    return 10 * torch.log10(x.var() / (rec["samples"] - x).pow(2).mean()).item()
+
+
+def test_node_modes_and_legacy_values(tiny, video, prompts):
+    node = _inv().VP2PSharedNullTextInvert
+    options = node.INPUT_TYPES()["required"]["mode"][0]
+    assert set(options) == {"null-text", "fast", "direct-inversion"}      # ddim-cfg: benchmark ablation only
+    assert node.VALIDATE_INPUTS(mode="negative-prompt") is True           # saved by earlier versions
+    assert "must be one of" in node.VALIDATE_INPUTS(mode="exact")
+    # 'fast' is the official fast: no optimisation, the source branch sampled at guidance 1
+    inv_f, rec_f = invert(tiny[0], video, *prompts, mode="fast")
+    _, rec_1 = invert(tiny[0], video, *prompts, cfg=1.0, mode="ddim-cfg")
+    assert torch.equal(rec_f["samples"], rec_1["samples"]) and inv_f.iterations == [0] * STEPS
+    assert torch.equal(inv_f.null_embeddings, inv_f.source_cond[None].repeat(STEPS, 1, 1, 1))
+    _, rec_d = invert(tiny[0], video, *prompts, mode="ddim-cfg")         # the old 'fast': far worse
+    assert _psnr(rec_f, video) > _psnr(rec_d, video) + 3
+    # the old name of the official fast gives the same bits
+    inv_np, rec_np = invert(tiny[0], video, *prompts, mode="negative-prompt")
+    assert inv_np.mode == "fast" and torch.equal(rec_np["samples"], rec_f["samples"])
+
+
+def test_version_1_files_keep_their_meaning(tiny, video, prompts, outdir):
+    """An inversion file saved before the modes were renamed: its 'fast' was plain DDIM at CFG
+    (now 'ddim-cfg'), its 'negative-prompt' is today's 'fast'; both reconstruct as they did."""
+    import json
+    import safetensors
+    import safetensors.torch
+    inv_mod = _inv()
+    for old, now, mode in (("fast", "ddim-cfg", "ddim-cfg"), ("negative-prompt", "fast", "fast")):
+        inv, rec = invert(tiny[0], video, *prompts, mode=mode)
+        path = inv_mod.save_inversion(inv, "v1")
+        with safetensors.safe_open(path, framework="pt") as f:
+            meta = dict(f.metadata())
+        info = json.loads(meta["inversion"])
+        info["mode"] = old
+        sd = {k: v for k, v in safetensors.torch.load_file(path).items() if k != "trajectory"}
+        safetensors.torch.save_file(sd, path, metadata=dict(meta, version="1", inversion=json.dumps(info)))
+        loaded = inv_mod.load_inversion(os.path.relpath(path, os.path.join(outdir, "video_p2p")), tiny[0], video)
+        assert loaded.mode == now
+        assert torch.allclose(inv_mod.reconstruct(tiny[0], loaded)["samples"], rec["samples"], atol=1e-5), old
+
+
+def test_direct_inversion_reconstructs_exactly_without_optimisation(tiny, video, prompts, outdir):
+    inv_mod = _inv()
+    inv, rec = invert(tiny[0], video, *prompts, mode="direct-inversion")
+    inv_n, _ = invert(tiny[0], video, *prompts, mode="ddim-cfg")
+    assert inv.iterations == [0] * STEPS and torch.equal(inv.x_T, inv_n.x_T)
+    assert inv.trajectory.shape == (STEPS + 1, FRAMES, 4, H, W)
+    assert torch.equal(inv.trajectory[0], inv.x_T)
+    assert (rec["samples"] - video["samples"]).abs().max() < 1e-5          # exact up to float rounding
+    assert torch.equal(inv.null_embeddings, inv.empty_cond[None].repeat(STEPS, 1, 1, 1))
+    # the trajectory travels with saved inversions
+    path = inv_mod.save_inversion(inv, "direct")
+    loaded = inv_mod.load_inversion(os.path.relpath(path, os.path.join(outdir, "video_p2p")), tiny[0], video)
+    assert loaded.mode == "direct-inversion" and torch.equal(loaded.trajectory, inv.trajectory)
+    assert torch.equal(inv_mod.reconstruct(tiny[0], loaded)["samples"], rec["samples"])
+
+
+# --------------------------------------------------------------------------- low-precision UNets
+def _stand_in_half(weight=0.03):
+    """A denoiser computed in fp16 like a half-precision UNet (fp32 in and out) whose output
+    depends on the context through a wide layer and a small output layer: the backward pass
+    shrinks the per-element gradient (~1e-7, an fp16 subnormal on an SD1.5-sized latent) before
+    summing it, so without loss scaling it flushes to zero, as in a real fp16 UNet."""
+    def denoise(x, sigma, ctx, is_cond):
+        s = sigma.half()
+        c = ctx.half().mean(dim=(1, 2)).view(-1, 1, 1, 1)
+        feat = (c * 64).expand(x.shape)
+        return (x.half() / (1 + s ** 2) + feat * (weight / 64) * (s / (1 + s))).float()
+
+    def cfg_denoise(x, sigma, cond, uncond, cfg):
+        u, c = denoise(x, sigma, uncond, False), denoise(x, sigma, cond, True)
+        return u + (c - u) * cfg
+    return denoise, cfg_denoise
+
+
+def test_core_null_text_with_an_fp16_model_is_loss_scaled():
+    inv, sch = tl.core("inversion"), tl.core("schedule")
+    x0 = torch.randn(8, 4, 64, 64, generator=torch.Generator().manual_seed(0))    # SD1.5-sized latent
+    cond, empty = torch.full((1, 77, 8), 0.5), torch.zeros(1, 77, 8)
+    sig = sch.ddim_uniform(10)
+    half = _stand_in_half()
+    # without loss scaling the fp16 backward flushes the null's gradient to zero: the null never moves
+    plain = inv.invert(*half, x0, sig, cond, empty, 7.5, "null-text", inner_iterations=3)
+    assert torch.equal(plain.nulls, empty[None].repeat(10, 1, 1, 1))
+    scaled = inv.invert(*half, x0, sig, cond, empty, 7.5, "null-text", inner_iterations=3,
+                        compute_dtype=torch.float16)
+    assert not torch.equal(scaled.nulls[0], empty) and scaled.skipped == 0
+    # ... and reconstructs as well as the same optimisation on fp32 gradients
+    def f32(x, sigma, ctx, is_cond):
+        return (x / (1 + sigma ** 2) + 0.03 * ctx.mean(dim=(1, 2)).view(-1, 1, 1, 1) * sigma / (1 + sigma))
+
+    def f32_cfg(x, sigma, c, u, g):
+        a, b = f32(x, sigma, u, False), f32(x, sigma, c, True)
+        return a + (b - a) * g
+    ref = inv.invert(f32, f32_cfg, x0, sig, cond, empty, 7.5, "null-text", inner_iterations=3)
+    psnr = lambda r: 10 * torch.log10(x0.var() / (r.reconstruction - x0).pow(2).mean()).item()  # noqa: E731
+    assert abs(psnr(scaled) - psnr(ref)) < 0.5 and psnr(scaled) > psnr(plain) + 1, (psnr(scaled), psnr(ref), psnr(plain))
+
+
+def _low_precision_copy(name, dtype):
+    m, clip, _ = tl.load_ckpt(name)
+    dm = m.model.diffusion_model
+    dm.to(dtype)
+    dm.dtype = dtype
+    return m, clip
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_null_text_with_a_low_precision_unet(tiny_ckpt, tiny, video, prompts, fast_and_null, dtype):
+    """The tiny UNet cast to fp16 / bf16: the null moves and the reconstruction is within 0.5 dB
+    of the fp32 model's."""
+    model, clip = _low_precision_copy(tiny_ckpt, dtype)
+    assert _inv().compute_dtype(tl.pack("nodes.unet_runner").UNetRunner(model)) == dtype
+    inv, rec = invert(model, video, *prompts)
+    _, (inv32, rec32) = fast_and_null
+    assert inv.null_embeddings.dtype == torch.float32
+    assert (inv.null_embeddings - inv.empty_cond[None]).abs().amax() > 0.1
+    assert abs(_psnr(rec, video) - _psnr(rec32, video)) < 0.5, (_psnr(rec, video), _psnr(rec32, video))

@@ -179,3 +179,81 @@ def test_attention_map_image_places_attention_where_it_is():
         assert (y // 4, x // 4) == (r, c), f"frame {f}: peak at cell {(y // 4, x // 4)}, not {(r, c)}"
         heat[max(r - 1, 0) * 4:(r + 2) * 4, max(c - 1, 0) * 4:(c + 2) * 4] = 0
         assert heat.max() < 0.05, f"frame {f}: attention outside its cell"
+
+
+def test_local_blend_at_a_latent_size_not_divisible_by_4(tiny, inflated):
+    """33x33 latent: the UNet's downsampler rounds up (17x17 maps at the second level), so the
+    blend must read the 289-token maps; a floor-divided 16x16 resolution never matched and the
+    blend was silently skipped."""
+    clip = tiny[1]
+    src, tgt = "a red circle", "a blue circle"
+    noise33 = torch.randn(2, 4, 33, 33, generator=torch.Generator().manual_seed(6))
+    inv = tl.noise_inversion(inflated, clip, src, noise33, steps=4)
+    spec, _, _ = controller(clip, src, tgt, blend_words="circle", blend_threshold=0.95, blend_start=0.0)
+    edited, source, maps = sample(inflated, inv, spec)
+    same = (edited["samples"] == source["samples"]).all(dim=1)
+    assert same.any() and (~same).any()          # the blend ran: a real mask, neither empty nor full
+    assert maps.shape[1:3] == (33 * 8, 33 * 8) and maps.amax() > 0.5
+    vc = tl.core("control")
+    assert vc.resolution_of(17 * 17, (33, 33)) == (17, 17)
+    assert vc.resolution_of(14 * 24, (54, 96)) == (14, 24)       # 432x768 px on SD1.5: 54 -> 27 -> 14
+    assert vc.pick_blend_resolution({33 * 33, 17 * 17, 9 * 9}, (33, 33)) == (17 * 17, (17, 17))
+
+
+def test_a_blend_that_cannot_run_is_an_error(tiny, inflated, noise, monkeypatch):
+    clip = tiny[1]
+    runner = tl.pack("nodes.unet_runner")
+    vc = tl.core("control")
+    src = "a red circle"
+    inv = tl.noise_inversion(inflated, clip, src, noise)
+    spec, _, _ = controller(clip, src, "a blue circle", blend_words="circle", blend_start=0.0)
+    monkeypatch.setattr(vc.AttentionStore, "add", lambda self, key, p_src, p_tgt: None)   # no maps produced
+    with pytest.raises(runner.NodeInputError, match="Decoupled Sampler: the local blend cannot run.*blend_words"):
+        sample(inflated, inv, spec)
+
+
+def _count_chunks(model):
+    calls = []
+    m = model.clone()
+    previous = m.model_options.get("model_function_wrapper")
+
+    def spy(apply_model, args):
+        calls.append(len(args["cond_or_uncond"]))
+        return previous(apply_model, args) if previous else apply_model(args["input"], args["timestep"], **args["c"])
+    m.set_model_unet_function_wrapper(spy)
+    return m, calls
+
+
+@pytest.mark.parametrize("batching", ["source-first", "batched"])
+def test_direct_inversion_source_stays_on_the_trajectory(tiny, inflated, batching):
+    clip = tiny[1]
+    src = "a red circle"
+    video = tl.video_latent(FRAMES, H, W, seed=3)
+    inv_node = tl.pack("nodes.invert").VP2PSharedNullTextInvert()
+    m, calls = _count_chunks(inflated)
+    with torch.inference_mode():
+        inv, recon = inv_node.invert(m, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
+                                     "direct-inversion", 10)
+    spec, _, _ = controller(clip, src, "a blue circle", blend_words="circle", blend_threshold=0.95, blend_start=0.0)
+    calls.clear()
+    edited, source, _ = sample(m, inv, spec, batching=batching)
+    assert torch.equal(source["samples"], recon["samples"])
+    assert (source["samples"] - video["samples"]).abs().max() < 1e-5      # the source reconstructs exactly
+    # no source uncond evaluation: 3 chunks per step (source cond, target uncond, target cond)
+    assert sum(calls) == 3 * 4
+    e, s = edited["samples"], source["samples"]
+    same = (e == s).all(dim=1)
+    assert same.any() and (~same).any()                                 # outside the mask: the input itself
+
+
+def test_fast_mode_source_branch_is_guidance_one(tiny, inflated):
+    clip = tiny[1]
+    src = "a red circle"
+    video = tl.video_latent(FRAMES, H, W, seed=3)
+    inv_node = tl.pack("nodes.invert").VP2PSharedNullTextInvert()
+    with torch.inference_mode():
+        inv, recon = inv_node.invert(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG, "fast", 10)
+    m, calls = _count_chunks(inflated)
+    spec, _, _ = controller(clip, src, "a blue circle")
+    _, source, _ = sample(m, inv, spec)
+    assert torch.equal(source["samples"], recon["samples"]) and sum(calls) == 3 * 4

@@ -129,7 +129,7 @@ def noise_inversion(model, clip, source, noise, steps=5, cfg=7.5):
     empty = encode(clip, "")[0][0].float()
     return SimpleNamespace(x_T=(noise * sig[0]).float(), sigmas=sig,
                            null_embeddings=empty[None].repeat(len(sig) - 1, 1, 1, 1),
-                           source_cond=encode(clip, source)[0][0], cfg=cfg, mode="fast",
+                           source_cond=encode(clip, source)[0][0], cfg=cfg, mode="ddim-cfg",
                            model_fingerprint=fp.model_fingerprint(model), frames=noise.shape[0],
                            latent_hw=tuple(noise.shape[-2:]))
 

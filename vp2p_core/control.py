@@ -163,9 +163,11 @@ class AttentionStore:
         self.sum = {}    # hw -> tensor [2, F, hw, tokens]
         self.step_acc = {}
         self.steps = 0
+        self.layers = {}  # hw -> keys of the layers that produced maps of that size
 
     def add(self, key, p_src, p_tgt):
         hw = p_src.shape[2]
+        self.layers.setdefault(hw, set()).add(key)
         m = torch.stack([p_src.mean(1), p_tgt.mean(1)]).float()  # [2, F, hw, tokens]
         acc = self.step_acc.get(hw)
         self.step_acc[hw] = (m, 1) if acc is None else (acc[0] + m, acc[1] + 1)
@@ -177,20 +179,64 @@ class AttentionStore:
         self.step_acc = {}
         self.steps += 1
 
+    def keep_only(self, hw):
+        """Drop the accumulated maps of every other resolution."""
+        self.sum = {k: v for k, v in self.sum.items() if k == hw}
+        self.layers = {k: v for k, v in self.layers.items() if k == hw}
+
     def maps(self, hw, h, w):
         """[2, F, h, w, tokens] summed over steps at resolution hw (= h*w)."""
         s = self.sum[hw]
         return s.reshape(s.shape[0], s.shape[1], h, w, s.shape[-1])
 
 
+def downsampled_sizes(latent_hw: tuple[int, int], levels: int = 8) -> list[tuple[int, int]]:
+    """(h, w) of the feature maps of a UNet whose downsamplers are stride-2 convolutions with
+    padding 1 (SD1.x): each level has ceil(side / 2), so a 54-wide latent gives 27, 14, 7, 4."""
+    h, w = latent_hw
+    out = [(h, w)]
+    for _ in range(levels):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        out.append((h, w))
+    return out
+
+
 def resolution_of(hw: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
-    """Spatial size of a layer with hw tokens, given the latent's (H, W)."""
+    """Spatial size of a layer with hw tokens, given the latent's (H, W): the downsampled size
+    with that many tokens (rounding up, as the UNet does; rounding down and the aspect ratio
+    are tried too for other downsamplers)."""
     H, W = latent_hw
+    for h, w in downsampled_sizes(latent_hw):
+        if h * w == hw:
+            return h, w
+    h, w = H, W
+    for _ in range(8):
+        h, w = h // 2, w // 2
+        if h * w == hw:
+            return h, w
     f = math.sqrt(H * W / hw)
     h, w = round(H / f), round(W / f)
     if h * w != hw:
-        raise ValueError(f"cannot place {hw} tokens on a {H}x{W} latent")
+        raise ValueError(f"cannot place {hw} attention tokens on a {H}x{W} latent")
     return h, w
+
+
+def pick_blend_resolution(hws, latent_hw: tuple[int, int], min_side: int = 16):
+    """The cross-attention resolution the local blend (and the preview) reads, chosen among the
+    sizes the UNet actually produced: the coarsest whose map is still >= min_side tokens across
+    (16x16 on SD1.5 at 512 px, as prompt-to-prompt), else the finest (on small latents the
+    coarsest map is a few cells wide and its dilated mask would cover the frame).
+    -> (hw, (h, w)), or None when no map can be placed on the latent."""
+    placed = []
+    for hw in hws:
+        try:
+            placed.append((hw, resolution_of(hw, latent_hw)))
+        except ValueError:
+            continue
+    if not placed:
+        return None
+    wide = [p for p in placed if min(p[1]) >= min_side]
+    return min(wide, key=lambda p: p[0]) if wide else max(placed, key=lambda p: p[0])
 
 
 def attention_probs(q, k, heads):

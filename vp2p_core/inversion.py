@@ -18,9 +18,19 @@ from typing import Callable
 
 import torch
 
+from .precision import LossScaler, needs_loss_scaling
 from .schedule import ddim_step, vp_scale
 
-MODES = ("null-text", "fast", "negative-prompt")
+# What each mode gives the source branch (the branch that must retrace the video):
+#   null-text         optimised null per step, sampled at the inversion's CFG (the paper)
+#   fast              no optimisation; the source branch is sampled at guidance 1 (the official
+#                     `--fast`; stored as nulls equal to the source prompt, which is the same)
+#   direct-inversion  no optimisation; after every step the source branch is put back on the
+#                     stored inversion trajectory (PnP Inversion, Ju et al. 2024)
+#   ddim-cfg          no optimisation; the empty prompt as null at the inversion's CFG: plain DDIM
+#                     inversion sampled with guidance, the ablation the paper compares against
+MODES = ("null-text", "fast", "direct-inversion", "ddim-cfg")
+GUIDANCE_ONE_MODES = ("fast",)
 LR = 1e-2
 EARLY_STOP = 1e-5
 EARLY_STOP_PER_STEP = 2e-5
@@ -35,6 +45,7 @@ class InversionResult:
     reconstruction: torch.Tensor      # guided DDIM from x_T with the nulls, at sigma 0
     losses: list                      # per step: VP-space MSE of the guided step to the inversion
     iterations: list                  # per step: optimiser updates made (0 without optimisation)
+    skipped: int = 0                  # optimiser updates skipped for an fp16 gradient overflow
 
 
 def vp_mse(a: torch.Tensor, b: torch.Tensor, sigma) -> torch.Tensor:
@@ -105,14 +116,22 @@ def guided_sample(cfg_denoise: Callable, x_T: torch.Tensor, sigmas: torch.Tensor
 
 def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, sigmas: torch.Tensor,
                    cond: torch.Tensor, null_init: torch.Tensor, cfg: float, inner_iterations: int = 10,
-                   per_frame: bool = False, check: Callable | None = None, on_step: Callable | None = None):
+                   per_frame: bool = False, check: Callable | None = None, on_step: Callable | None = None,
+                   compute_dtype: torch.dtype | None = None, scaler: LossScaler | None = None):
     """Null-text optimisation along the guided trajectory (Mokady et al.; shared over frames in
     Video-P2P). For each step: a fresh Adam on the null (initialised from the previous step's),
     at most `inner_iterations` updates, stopping once the guided step lands within the threshold
     of the inverted latent; then the guided trajectory advances with the final null.
 
-    Returns (nulls [n, 1 or F, tokens, C], end of the guided trajectory, losses, iterations).
-    Requires grad mode; the model's own parameters should not require grad."""
+    The null, the loss and the denoised predictions are fp32 whatever the model computes in.
+    `compute_dtype`: the UNet's compute dtype; for fp16 the backward pass is loss-scaled
+    (`LossScaler`), since the null's gradient (~1e-7 per element on SD1.5) is an fp16
+    subnormal and would be lost. A power-of-two scale is exact, so with fp32 nothing changes.
+
+    Returns (nulls [n, 1 or F, tokens, C], end of the guided trajectory, losses, iterations,
+    skipped updates). Requires grad mode; the model's own parameters should not require grad."""
+    if scaler is None and needs_loss_scaling(compute_dtype):
+        scaler = LossScaler(init_scale=2.0 ** 20)
     n = len(sigmas) - 1
     frames = trajectory[0].shape[0]
     if cfg == 1.0:
@@ -122,6 +141,7 @@ def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, s
         null = null.repeat(frames, 1, 1)
     x = trajectory[0]
     nulls, losses, iterations = [], [], []
+    skipped = 0
     for i in range(n):
         s, s_next = sigmas[i], sigmas[i + 1]
         target = trajectory[i + 1]
@@ -143,7 +163,16 @@ def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, s
             if loss.item() < threshold:
                 break
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:
+                g = scaler.grad(loss, null)
+                del loss, den, den_u
+                if g is None:          # overflowed at every scale: skip, as GradScaler does
+                    skipped += 1
+                    updates += 1
+                    continue
+                null.grad = g
             opt.step()
             updates += 1
         null = null.detach()
@@ -158,32 +187,42 @@ def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, s
         iterations.append(updates)
         if on_step is not None:
             on_step("optimise", i, n, losses[-1])
-    return torch.stack(nulls), x, losses, iterations
+    return torch.stack(nulls), x, losses, iterations, skipped
 
 
 def invert(denoise: Callable, cfg_denoise: Callable, x0: torch.Tensor, sigmas: torch.Tensor,
            cond: torch.Tensor, empty: torch.Tensor, cfg: float, mode: str = "null-text",
            inner_iterations: int = 10, per_frame: bool = False, fixed_point_iterations: int = 0,
-           check: Callable | None = None, on_step: Callable | None = None) -> InversionResult:
+           check: Callable | None = None, on_step: Callable | None = None,
+           compute_dtype: torch.dtype | None = None) -> InversionResult:
     """Invert a video latent (model space, [F,4,h,w]) for CFG sampling at `cfg`.
 
     mode "null-text": optimised nulls (shared by all frames, or one per frame with per_frame);
-    "fast": plain DDIM inversion, every null is `empty`; "negative-prompt": every null is the
-    source `cond` itself (guided sampling then equals guidance-1 sampling, no optimisation).
+    "fast": every null is the source `cond` (guided sampling then IS guidance-1 sampling; the
+    reconstruction is computed at guidance 1); "direct-inversion": nulls are `empty` and the
+    reconstruction is the end of the inversion trajectory, where the sampler's source branch
+    is put back after every step (exact by construction); "ddim-cfg": every null is `empty`,
+    sampled at `cfg` (plain DDIM inversion under guidance; an ablation).
     `empty`/`cond`: [1, tokens, C]. Needs grad mode only for "null-text"."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
     n = len(sigmas) - 1
     frames = x0.shape[0]
     traj = ddim_invert(denoise, x0, sigmas, cond, fixed_point_iterations, check, on_step)
+    skipped = 0
     if mode == "null-text":
-        nulls, recon, losses, iters = optimise_nulls(denoise, cfg_denoise, traj, sigmas, cond, empty, cfg,
-                                                      inner_iterations, per_frame, check, on_step)
+        nulls, recon, losses, iters, skipped = optimise_nulls(
+            denoise, cfg_denoise, traj, sigmas, cond, empty, cfg, inner_iterations, per_frame, check, on_step,
+            compute_dtype)
     else:
-        base = (empty if mode == "fast" else cond).detach().float()
+        base = (cond if mode in GUIDANCE_ONE_MODES else empty).detach().float()
         one = base.repeat(frames, 1, 1) if per_frame else base
         nulls = one.unsqueeze(0).repeat(n, 1, 1, 1)
-        recon, losses = guided_sample(cfg_denoise, traj[0], sigmas, cond, nulls, cfg, traj, check, on_step)
+        if mode == "direct-inversion":
+            recon, losses = traj[n], [0.0] * n
+        else:
+            g = 1.0 if mode in GUIDANCE_ONE_MODES else cfg
+            recon, losses = guided_sample(cfg_denoise, traj[0], sigmas, cond, nulls, g, traj, check, on_step)
         iters = [0] * n
     return InversionResult(x_T=traj[0], nulls=nulls, trajectory=traj, reconstruction=recon,
-                           losses=losses, iterations=iters)
+                           losses=losses, iterations=iters, skipped=skipped)
