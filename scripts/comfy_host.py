@@ -95,6 +95,8 @@ def boot(threads: int | None = None):
     asyncio.set_event_loop(loop)
     prompt_server = server.PromptServer(loop)
     link = os.path.join(root, "custom_nodes", PACK_DIRNAME)
+    if os.path.islink(link) and os.path.realpath(link) != os.path.realpath(REPO):
+        os.unlink(link)                   # another checkout of the pack was linked: this one runs
     if not os.path.exists(link):
         os.symlink(REPO, link)
     init = nodes.init_extra_nodes
