@@ -27,6 +27,7 @@ from .fingerprint import base_fingerprint, latent_fingerprint
 from .grad_safety import autograd_safe, grad_mode
 from .unet_runner import COND, UNetRunner, check_eps_model, cond_tensor, fail, latent_video, throw_if_interrupted
 from ..vp2p_core.attention import TemporalAttention
+from ..vp2p_core.precision import LossScaler, needs_loss_scaling
 from ..vp2p_core.tuning import TuneConfig, tune
 
 NODE = "Tune On Video"
@@ -35,7 +36,10 @@ SUBDIR = "video_p2p"
 FORMAT = "vp2p-tuning"
 DIFF_PREFIX = "diff."
 TEMPORAL_PREFIX = "temporal."
-PRECISIONS = ("off", "fp16", "bf16")
+PRECISIONS = ("auto", "off", "fp16", "bf16")
+PRECISION_HELP = ("auto: autocast in the dtype the UNet computes in (fp16/bf16 on GPUs, off for fp32), with "
+                  "dynamic loss scaling when that is fp16; the trained weights are always fp32 master copies. "
+                  "off: no autocast (an fp16 UNet is still loss-scaled). fp16 / bf16: force that autocast dtype.")
 
 log = logging.getLogger("video-p2p")
 
@@ -109,17 +113,31 @@ def training_weights(diffusion_model, masters: dict, trainable_ids: set):
             mod._parameters[pname] = p
 
 
-def _autocast_factory(precision, device):
-    if precision in (None, "off"):
-        return None, None
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-    dev_type = torch.device(device).type
-    factory = lambda: torch.autocast(device_type=dev_type, dtype=dtype)  # noqa: E731
-    scaler = None
-    if dtype == torch.float16 and dev_type == "cuda":
-        scaler = torch.amp.GradScaler("cuda") if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler") \
-            else torch.cuda.amp.GradScaler()
-    return factory, scaler
+def unet_compute_dtype(runner):
+    m = runner.model
+    dt = getattr(m, "manual_cast_dtype", None)
+    return dt if dt is not None else (m.get_dtype() if hasattr(m, "get_dtype") else torch.float32)
+
+
+def _autocast_factory(precision, device, unet_dtype=torch.float32):
+    """(autocast context factory or None, loss scaler or None, the dtype gradients flow in).
+
+    The backward pass runs in fp16 whenever the forward does (autocast fp16, or an fp16 UNet
+    without autocast): tuning's gradients (~5e-6) are then fp16 subnormals, so it is scaled."""
+    precision = precision or "off"
+    if precision == "auto":
+        dtype = unet_dtype if unet_dtype in (torch.float16, torch.bfloat16) else None
+    elif precision == "off":
+        dtype = None
+    else:
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    factory = None
+    if dtype is not None:
+        dev_type = torch.device(device).type
+        factory = lambda: torch.autocast(device_type=dev_type, dtype=dtype)  # noqa: E731
+    grad_dtype = dtype if dtype is not None else unet_dtype
+    scaler = LossScaler() if needs_loss_scaling(grad_dtype) else None
+    return factory, scaler, grad_dtype
 
 
 def _prompt_text(conditioning):
@@ -153,7 +171,7 @@ class _Progress:
 
 # --------------------------------------------------------------------------- tuning
 def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weight_decay=1e-2,
-                  max_grad_norm=1.0, mixed_precision="off", gradient_checkpointing=False):
+                  max_grad_norm=1.0, mixed_precision="auto", gradient_checkpointing=False):
     """Returns (tuned clone, losses)."""
     info = infl.inflation_info(model)
     if info is None:
@@ -191,7 +209,8 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
             ctx = cond.to(runner.device).clone()
             sigmas = runner.sampling.sigmas.detach().to(runner.device, torch.float32).clone()
             extra = {"vp2p_grad_checkpoint": True} if gradient_checkpointing else None
-            autocast, scaler = _autocast_factory(mixed_precision, runner.device)
+            autocast, scaler, _ = _autocast_factory(mixed_precision, runner.device,
+                                                             unet_compute_dtype(runner))
             throw_if_interrupted()
             with autograd_safe(dm), training_weights(dm, masters_q, {id(p) for p in params}) as refresh:
                 def predict_eps(x, sigma):
@@ -199,6 +218,9 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
                     denoised = runner.denoise(x, sigma, [ctx], [COND], extra)[0]
                     return (x - denoised) / sigma
                 losses = tune(params, predict_eps, x0, sigmas, config, progress, autocast, scaler)
+            if scaler is not None and scaler.skipped:
+                log.info("%s: %d of %d steps skipped for fp16 gradient overflow (loss scale now %g)", NODE,
+                         scaler.skipped, config.steps, scaler.value)
         tuned = model.clone()
         ref_of = lambda p: source_temporal[p].to_out.weight  # noqa: E731
         infl.set_temporal_modules(tuned, {p: copy_temporal(m, ref_of(p).dtype, ref_of(p).device)
@@ -366,8 +388,7 @@ class VP2PTuneOnVideo:
                     "(reload with Load Video Tuning)."}),
             },
             "optional": {
-                "mixed_precision": (list(PRECISIONS), {"default": "off", "tooltip":
-                    "Autocast the UNet during tuning (GPU memory/speed); fp16 uses loss scaling."}),
+                "mixed_precision": (list(PRECISIONS), {"default": "auto", "tooltip": PRECISION_HELP}),
                 "gradient_checkpointing": ("BOOLEAN", {"default": False, "tooltip":
                     "Recompute transformer blocks in the backward pass: less memory, ~30% slower."}),
             },
@@ -379,7 +400,7 @@ class VP2PTuneOnVideo:
     DESCRIPTION = "Tune the inflated model on the input video (to_q of attn1/attn2 and temporal attention)."
 
     def tune(self, model, latent, conditioning, steps=300, learning_rate=3e-5, seed=33, save_name="",
-             mixed_precision="off", gradient_checkpointing=False):
+             mixed_precision="auto", gradient_checkpointing=False):
         tuned, losses = tune_on_video(model, latent, conditioning, steps, learning_rate, seed,
                                       mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing)
         log.info("%s: %d steps, loss %.5f -> %.5f", NODE, len(losses), losses[0], losses[-1])

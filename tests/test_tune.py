@@ -224,3 +224,45 @@ def test_nodes_through_the_executor(tiny_ckpt, outdir):
     untuned["5"]["inputs"]["model"] = ["10", 0]
     del untuned["11"]
     assert not torch.equal(comfy_host.run_prompt(untuned)["5"][0]["samples"], tuned)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_unet_tunes_like_fp32(tiny_ckpt, tiny, video, cond, dtype, monkeypatch):
+    """The tiny UNet cast to fp16 / bf16 (as ComfyUI loads SD1.5 on a GPU): the default
+    precision autocasts in that dtype over fp32 trainable weights, loss-scaled in fp16, and the
+    loss falls as it does in fp32."""
+    infl, tune, ur = _mods()
+    precision = tl.core("precision")
+    m, _, _ = tl.load_ckpt(tiny_ckpt)
+    m.model.diffusion_model.to(dtype)
+    m.model.diffusion_model.dtype = dtype
+    low = infl.inflate(m, True, True, 0, 0)
+    full = infl.inflate(tiny[0], True, True, 0, 0)
+    scalers = []
+    real = precision.LossScaler
+
+    class Spy(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            scalers.append(self)
+    monkeypatch.setattr(tune, "LossScaler", Spy)
+
+    def measure(model):
+        core = tl.core("tuning")
+        with torch.inference_mode():
+            r = ur.UNetRunner(model)
+            x0 = r.to_model_space(video["samples"])
+            pred = lambda x, s: (x - r.denoise(x, s, [cond[0][0]], [0])[0]) / s  # noqa: E731
+            return core.eval_loss(pred, x0, r.sampling.sigmas.float(), samples=8, seed=5)
+    drops, tuned = {}, {}
+    for name, model in (("low", low), ("fp32", full)):
+        start = measure(model)
+        tuned[name], losses = _tune(model, video, cond, steps=40, lr=1e-2)
+        assert all(torch.isfinite(torch.tensor(losses)))
+        drops[name] = measure(tuned[name]) / start
+    assert len(scalers) == (1 if dtype == torch.float16 else 0)          # fp16 only: bf16 has fp32's range
+    if scalers:
+        assert scalers[0].skipped < 5 and scalers[0].value >= 2 ** 10
+    assert drops["low"] < 0.97 and abs(drops["low"] - drops["fp32"]) < 0.03, drops
+    sd = tune.tuning_state_dict(tuned["low"])          # the trained query deltas come from fp32 masters
+    assert sd and all(v.dtype == torch.float32 for k, v in sd.items() if k.startswith("diff."))

@@ -74,7 +74,8 @@ def tune(params: Sequence[torch.Tensor], predict_eps: Callable, x0: torch.Tensor
 
     callback(step, total, loss) runs after every step; raising from it (an interrupt) stops
     the loop, leaving `params` at the last completed step. `autocast` is a context factory
-    used around the forward; `scaler` a torch.amp.GradScaler for fp16 autocast."""
+    used around the forward; `scaler` a loss scaler (precision.LossScaler, or a torch.amp.GradScaler)
+    whenever the backward pass runs in fp16."""
     config.check()
     params = list(params)
     for p in params:
