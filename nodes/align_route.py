@@ -6,7 +6,8 @@ import functools
 import logging
 
 from ..vp2p_core import seq_aligner as sa
-from .controller import parse_scales, parse_words
+from .controller import CUSTOM, parse_scales, parse_words, resolve_preset
+from .unet_runner import NodeInputError
 
 NODE_CLASS_MAPPINGS = {}
 log = logging.getLogger("video-p2p")
@@ -32,6 +33,17 @@ def align(body: dict) -> dict:
     mode = text("mode") or "swap"
     if mode not in ("swap", "refine", "reweight"):
         return {"ok": False, "error": f"unknown mode {mode!r}"}
+    preset = text("preset") or CUSTOM
+    label = None
+    if preset != CUSTOM:     # what the preset turns the widgets into, by the node's own function
+        try:
+            v = resolve_preset(preset, text("source"), text("target"), mode, 0.0, 0.0, text("reweight_words"),
+                               text("reweight_scales"), text("blend_words"), 0.0, 0.0)
+        except NodeInputError as e:
+            return {"ok": False, "error": str(e).split(": ", 1)[-1]}
+        body = dict(body, reweight_words=v["reweight_words"], reweight_scales=v["reweight_scales"],
+                    blend_words=v["blend_words"])
+        mode, label = v["mode"], f"{v['base_mode']}+reweight ({preset})"
     try:
         scales = [float(s) for s in parse_words(text("reweight_scales"))]
     except ValueError:
@@ -44,6 +56,8 @@ def align(body: dict) -> dict:
             parse_scales(text("reweight_scales"), len(words))
         except ValueError as e:
             out.update(ok=False, error=str(e).split(": ", 1)[-1])
+    if label is not None:
+        out["mode"] = label
     return out
 
 

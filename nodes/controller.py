@@ -18,6 +18,62 @@ LAYER_CHOICES = {
 }
 
 
+# Presets carry the settings of the official Video-P2P edit configs: every official edit wraps
+# its swap/refine controller in a reweight of the edited word(s) and adds a local blend on the
+# edited object; windows are cross 0.2 / self 0.5, or cross 0.8 / self 0.7 for hard edits (shape
+# changes). A preset overrides mode, cross_replace, self_replace, blend_threshold and
+# blend_start; reweight_words / blend_words / reweight_scales keep what you typed and, where
+# empty, default to the words that differ between the prompts (scale 2).
+CUSTOM = "custom"
+PRESETS = {
+    CUSTOM: None,
+    "swap + reweight + blend (official)": {"mode": "swap", "cross_replace": 0.2, "self_replace": 0.5},
+    "refine + reweight + blend (official)": {"mode": "refine", "cross_replace": 0.2, "self_replace": 0.5},
+    "hard edit: cross 0.8 / self 0.7": {"mode": "auto", "cross_replace": 0.8, "self_replace": 0.7},
+}
+PRESET_COMMON = {"reweight_scales": "2", "blend_threshold": 0.3, "blend_start": 0.2}
+PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P2P edit config: the swap or "
+               "refine alignment wrapped in a reweight (x2) of the changed words, a local blend on them "
+               "(threshold 0.3 from 20% of the steps), windows cross 0.2 / self 0.5 (hard edit: 0.8 / 0.7, "
+               "swap or refine by word count). They override mode and the windows; reweight_words, "
+               "blend_words and reweight_scales are kept where set (set blend_words to the object's noun "
+               "for the tightest mask).")
+
+
+def resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                   reweight_scales, blend_words, blend_threshold, blend_start):
+    """The widget values a preset turns the inputs into (unchanged for 'custom'); the editor preview
+    uses the same function. Returns a dict of the widget names above, with mode 'reweight' plus
+    'base_mode' (swap/refine) for the presets."""
+    vals = dict(mode=mode, cross_replace=cross_replace, self_replace=self_replace, reweight_words=reweight_words,
+                reweight_scales=reweight_scales, blend_words=blend_words, blend_threshold=blend_threshold,
+                blend_start=blend_start, base_mode=None)
+    preset = preset or CUSTOM
+    if preset not in PRESETS:
+        fail(NODE, f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}.")
+    p = PRESETS[preset]
+    if p is None:
+        return vals
+    n_src, n_tgt = len(sa.split_words(source_text)), len(sa.split_words(target_text))
+    base = p["mode"] if p["mode"] != "auto" else ("swap" if n_src == n_tgt else "refine")
+    if base == "swap" and n_src != n_tgt:
+        fail(NODE, f"preset '{preset}' swaps words, but the prompts have {n_src} and {n_tgt} words: use the "
+                   "refine preset to add or remove words.")
+    src_changed, tgt_changed = sa.changed_words(source_text, target_text)
+    if not (reweight_words or "").strip() and not tgt_changed:
+        fail(NODE, f"preset '{preset}' reweights the target's new words, but no word of the target is new: "
+                   "set reweight_words, or use preset 'custom'.")
+    vals.update(mode="reweight", base_mode=base, cross_replace=p["cross_replace"], self_replace=p["self_replace"],
+                blend_threshold=PRESET_COMMON["blend_threshold"], blend_start=PRESET_COMMON["blend_start"])
+    if not (reweight_words or "").strip():
+        vals["reweight_words"] = ", ".join(tgt_changed)
+    if not (reweight_scales or "").strip():
+        vals["reweight_scales"] = PRESET_COMMON["reweight_scales"]
+    if not (blend_words or "").strip():
+        vals["blend_words"] = ", ".join(dict.fromkeys(src_changed + tgt_changed))
+    return vals
+
+
 def clip_encoder(clip):
     """Token ids without BOS/EOS from the CLIP's own tokenizer (what CLIPTextEncode uses)."""
     tok = clip.tokenizer
@@ -111,7 +167,8 @@ class VP2PController:
                     "(empty = the changed words)."}),
             },
             "optional": {"previous": ("VP2P_CONTROLLER", {"tooltip":
-                "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."})},
+                "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."}),
+                "preset": (list(PRESETS), {"default": CUSTOM, "tooltip": PRESET_HELP})},
         }
 
     RETURN_TYPES = ("VP2P_CONTROLLER", "CONDITIONING", "CONDITIONING")
@@ -122,10 +179,20 @@ class VP2PController:
 
     def build(self, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
               reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-              previous=None):
+              previous=None, preset=CUSTOM):
         if not source_text.strip() or not target_text.strip():
             fail(NODE, "source_text and target_text must not be empty.")
         encode = clip_encoder(clip)
+        base_mode = None
+        if (preset or CUSTOM) != CUSTOM:
+            if previous is not None:
+                fail(NODE, f"preset '{preset}' builds its own swap/refine + reweight chain: disconnect "
+                           "'previous', or use preset 'custom'.")
+            v = resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                               reweight_scales, blend_words, blend_threshold, blend_start)
+            mode, cross_replace, self_replace = v["mode"], v["cross_replace"], v["self_replace"]
+            reweight_words, reweight_scales, blend_words = v["reweight_words"], v["reweight_scales"], v["blend_words"]
+            blend_threshold, blend_start, base_mode = v["blend_threshold"], v["blend_start"], v["base_mode"]
         kw = dict(cross_replace=cross_replace, self_replace=self_replace,
                   layers=LAYER_CHOICES[controlled_layers])
         blend = None
@@ -160,6 +227,11 @@ class VP2PController:
                             previous.source_text.strip() != source_text.strip():
                         fail(NODE, "a chained (previous) controller must use the same source and target texts.")
                     prev = previous.controller
+                elif base_mode == "refine":
+                    mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+                    prev = vc.AttentionRefine(mapper, alphas, **kw)
+                elif base_mode == "swap":
+                    prev = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
                 elif source_text.strip() != target_text.strip():
                     # reweighting an edited prompt: align first, as prompt-to-prompt does
                     try:
@@ -187,7 +259,8 @@ class VP2PController:
                 map_tokens.append((w, "src", s))
             else:
                 fail(NODE, f"map word '{w}' appears in neither prompt.")
-        spec = VP2PControl(ctrl, source_text, target_text, src[0][0], tgt[0][0], uncond, map_tokens, mode)
+        spec = VP2PControl(ctrl, source_text, target_text, src[0][0], tgt[0][0], uncond, map_tokens,
+                           mode if base_mode is None else f"{base_mode}+reweight")
         return (spec, src, tgt)
 
     @staticmethod

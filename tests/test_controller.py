@@ -70,3 +70,70 @@ def test_blend_words(tiny):
     assert lb is not None and list(lb.src_tokens) == [3] and list(lb.tgt_tokens) == [3]
     with pytest.raises(unet_runner.NodeInputError, match="neither prompt"):
         build(tiny[1], "a red circle", "a blue circle", blend_words="square")
+
+
+PRESET_SWAP = "swap + reweight + blend (official)"
+PRESET_REFINE = "refine + reweight + blend (official)"
+PRESET_HARD = "hard edit: cross 0.8 / self 0.7"
+
+
+def test_presets_carry_the_official_configs(tiny):
+    clip = tiny[1]
+    vc, sa = tl.core("control"), tl.core("seq_aligner")
+    node = tl.pack("nodes.controller").VP2PController
+    types = node.INPUT_TYPES()
+    # saved workflows keep loading: the required inputs and their options are unchanged, the preset is
+    # an optional widget after them whose default is the widgets as set
+    assert list(types["required"])[-1] == "map_words" and types["required"]["mode"][0] == ["swap", "refine", "reweight"]
+    assert types["optional"]["preset"][0][0] == "custom" and types["optional"]["preset"][1]["default"] == "custom"
+    assert set(types["optional"]["preset"][0]) == {"custom", PRESET_SWAP, PRESET_REFINE, PRESET_HARD}
+    src, tgt = "a man riding a bike", "a man riding a motorbike"
+    # swap + reweight + blend: widgets for mode/windows are overridden, empty words default to the changed ones
+    spec, _, _ = build(clip, src, tgt, "refine", cross_replace=0.6, self_replace=0.1, preset=PRESET_SWAP)
+    c = spec.controller
+    assert isinstance(c, vc.AttentionReweight) and isinstance(c.prev, vc.AttentionReplace)
+    assert c.cross_window == (0.0, 0.2) and c.self_window == (0.0, 0.5) and spec.mode == "swap+reweight"
+    enc = tl.pack("nodes.controller").clip_encoder(clip)
+    moto = sa.token_indices(enc, tgt, "motorbike")
+    assert torch.equal(c.equalizer[moto], torch.full((len(moto),), 2.0)) and (c.equalizer != 1).sum() == len(moto)
+    lb = c.local_blend
+    assert lb.threshold == 0.3 and lb.start == 0.2
+    assert lb.src_tokens == sa.token_indices(enc, src, "bike") and lb.tgt_tokens == moto
+    # what you typed is kept
+    spec, _, _ = build(clip, src, tgt, preset=PRESET_SWAP, blend_words="man", reweight_scales="4")
+    assert spec.controller.local_blend.src_tokens == sa.token_indices(enc, src, "man")
+    assert float(spec.controller.equalizer.max()) == 4.0
+    # refine + reweight + blend: the added word is reweighted and blended
+    spec, _, _ = build(clip, "a rabbit jumping", "a origami rabbit jumping", preset=PRESET_REFINE)
+    c = spec.controller
+    assert isinstance(c.prev, vc.AttentionRefine) and c.local_blend.tgt_tokens == \
+        sa.token_indices(enc, "a origami rabbit jumping", "origami")
+    # hard edit: long windows, swap or refine by word count
+    spec, _, _ = build(clip, src, tgt, preset=PRESET_HARD)
+    assert spec.controller.cross_window == (0.0, 0.8) and spec.controller.self_window == (0.0, 0.7)
+    assert isinstance(spec.controller.prev, vc.AttentionReplace)
+    spec, _, _ = build(clip, "a rabbit jumping", "a origami rabbit jumping", preset=PRESET_HARD)
+    assert isinstance(spec.controller.prev, vc.AttentionRefine)
+    # custom = exactly the widgets as set
+    a = build(clip, src, tgt, "swap", cross_replace=0.3, self_replace=0.6, blend_words="bike")[0].controller
+    b = build(clip, src, tgt, "swap", cross_replace=0.3, self_replace=0.6, blend_words="bike",
+              preset="custom")[0].controller
+    assert type(a) is type(b) and torch.equal(a.mapper, b.mapper) and a.cross_window == b.cross_window == (0, 0.3)
+    assert a.local_blend.src_tokens == b.local_blend.src_tokens
+    # clear errors
+    err = tl.pack("nodes.unet_runner").NodeInputError
+    with pytest.raises(err, match="P2P Controller: preset .*swaps words.*refine preset"):
+        build(clip, "a rabbit jumping", "a origami rabbit jumping", preset=PRESET_SWAP)
+    with pytest.raises(err, match="no word of the target is new"):
+        build(clip, src, src, preset=PRESET_SWAP)
+
+
+def test_align_preview_follows_the_preset(host):
+    route = tl.pack("nodes.align_route")
+    out = route.align({"source": "a man riding a bike", "target": "a man riding a motorbike", "mode": "refine",
+                       "preset": PRESET_SWAP})
+    assert out["ok"] and out["mode"].startswith("swap+reweight")
+    moto = next(w for w in out["target"] if w["word"] == "motorbike")
+    assert moto["scale"] == 2.0 and moto["blend"]
+    bad = route.align({"source": "a rabbit", "target": "a origami rabbit", "mode": "swap", "preset": PRESET_SWAP})
+    assert not bad["ok"] and "refine preset" in bad["error"]

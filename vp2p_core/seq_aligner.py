@@ -121,6 +121,24 @@ def align_words(a: Sequence, b: Sequence) -> list[tuple[int | None, int | None]]
     return out
 
 
+def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
+    """Words that differ between the prompts (punctuation stripped): with equal word counts the
+    swapped pairs; otherwise the source words a global alignment removes and the target words it
+    adds. -> (source words, target words)."""
+    strip = lambda w: w.strip(",.;:!?\"'")  # noqa: E731
+    a, b = [strip(w) for w in split_words(source)], [strip(w) for w in split_words(target)]
+    if len(a) == len(b):
+        pairs = [(x, y) for x, y in zip(a, b) if x != y]
+        return [x for x, _ in pairs if x], [y for _, y in pairs if y]
+    src, tgt = [], []
+    for i, j in align_words(a, b):
+        if j is None and a[i]:
+            src.append(a[i])
+        elif i is None and b[j]:
+            tgt.append(b[j])
+    return src, tgt
+
+
 def refine_alignment(encode: Encode, source: str, target: str, max_len: int = MAX_TOKENS):
     """(mapper [max_len] long, alphas [max_len]): target token t copies source token
     mapper[t] where alphas[t] == 1; added tokens (alpha 0) keep their own attention."""

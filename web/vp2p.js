@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const WATCHED = ["source_text", "target_text", "mode", "reweight_words", "reweight_scales", "blend_words"];
+const WATCHED = ["source_text", "target_text", "mode", "reweight_words", "reweight_scales", "blend_words", "preset"];
 const COLOURS = { swap: "#f0a030", added: "#50c878", removed: "#e05050", keep: "#c8c8c8" };
 const DEBOUNCE_MS = 300;   // wait this long after the last change before asking the server
 const POLL_MS = 500;       // catches changes that fire no event (graph loads, scripted values)
@@ -78,7 +78,8 @@ function addPreview(node) {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ source: vals.source_text, target: vals.target_text, mode: vals.mode,
-          reweight_words: vals.reweight_words, reweight_scales: vals.reweight_scales, blend_words: vals.blend_words }),
+          reweight_words: vals.reweight_words, reweight_scales: vals.reweight_scales, blend_words: vals.blend_words,
+          preset: vals.preset }),
       });
       render(el, await res.json());
     } catch (e) {
