@@ -88,9 +88,10 @@ def toy_reweight(g):
 
 
 def toy_fast_mode(g):
-    note = ("Fast mode (toy world): no tuning and plain DDIM inversion (mode 'fast', no null-text "
-            "optimisation): the cheapest edit, with a worse reconstruction of the source. Compare with the "
-            "word-swap workflow's side-by-side.")
+    note = ("Fast mode (toy world): no tuning and the official fast inversion (mode 'fast': DDIM inversion, "
+            "no null-text optimisation, the source branch sampled at guidance 1): the cheapest edit. "
+            "Compare with the word-swap workflow's side-by-side, or switch the mode to 'direct-inversion' "
+            "(as cheap, and the source is reconstructed exactly).")
     ck, vid = _toy_inputs(g, note, colour="orange")
     src = "a orange circle on a striped gray background"
     lat = g.add("VAEEncode", 1, pixels=(vid, 0), vae=(ck, 2))
@@ -124,19 +125,25 @@ def toy_reuse_saved(g):
 
 
 def sd15_word_swap(g):
-    note = ("Video-P2P word swap with your SD1.5 checkpoint and video (paper defaults).\n\n"
+    note = ("Video-P2P word swap with your SD1.5 checkpoint and video, set up as the official edit configs "
+            "are.\n\n"
             "Load Checkpoint: any SD1.x checkpoint. Load Video (VP2P): put the clip in ComfyUI's input folder "
-            "(or set path); 8 frames at 512x512 as in the paper. Tune On Video: 300-500 steps (lr 3e-5); "
-            "Shared Null-Text Invert: 50 steps, cfg 7.5, null-text; P2P Controller: source text describing "
-            "the video, target text with the swapped word(s), cross_replace 0.2 (0.8 for hard cases), "
-            "self_replace 0.5. Needs a GPU (~20 GB in fp32 for 8 frames; fp16 and gradient checkpointing "
-            "lower that). Save the tuning and the inversion to try more targets cheaply (see toy_reuse_saved).")
+            "(or set path); 8 frames at 512x512 as in the paper. Tune On Video: 300-500 steps (lr 3e-5). "
+            "Shared Null-Text Invert: 50 steps, cfg 7.5; mode 'direct-inversion' (exact source, no "
+            "optimisation; 'null-text' is the paper's, ~10x slower). P2P Controller: preset 'swap + reweight "
+            "+ blend (official)' = the word swap wrapped in a x2 reweight of the new word ('motorbike') and a "
+            "local blend on 'bike, motorbike', cross_replace 0.2 / self_replace 0.5; for shape changes pick "
+            "the preset 'hard edit' (0.8 / 0.7), for added words the refine preset. Needs a GPU (~20 GB in "
+            "fp32 for 8 frames; fp16 and gradient checkpointing lower that). Save the tuning and the "
+            "inversion to try more targets cheaply (see toy_reuse_saved).")
     g.add("Note", 0, title="About this workflow", widgets=note, height=300)
     ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
     vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
                                               "height": 512})
     lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, (vid, 0)[0], "a man riding a bike", "a man riding a motorbike",
-                                              tune_steps=300, save_name="sd15_swap")
+                                              tune_steps=300, save_name="sd15_swap", inv_mode="direct-inversion",
+                                              blend_words="bike, motorbike", reweight_words="motorbike",
+                                              reweight_scales="2", preset="swap + reweight + blend (official)")
     _outputs(g, ck, vid, inv, samp, "sd15_word_swap")
 
 
