@@ -2,7 +2,7 @@
 
   1. control overhead of the Decoupled Sampler (edit / the same UNet evaluations without control)
   2. frame scaling of an edit (8 / 16 / 32 / 64 frames: seconds per frame, peak memory)
-  3. inversion cost by mode (null-text / fast / negative-prompt) and reconstruction PSNR
+  3. inversion cost by mode (null-text / fast / direct-inversion / ddim-cfg) and reconstruction PSNR
   4. Tune On Video seconds per step and peak memory (8 / 16 / 32 frames)
 
 Each part is its own script (bench/bench_*.py, runnable alone with more options); this runs

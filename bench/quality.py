@@ -8,8 +8,10 @@ truth, then edits it with Video-P2P and with ablations / baselines on the same v
   per-frame null     one optimised null embedding per frame instead of one shared
   no local blend     the case's local-blend words dropped (the object region is not masked)
   no decoupling      the target branch also uses the optimised nulls
-  fast inversion     plain DDIM inversion (no optimisation)
-  negative-prompt    the source prompt as the unconditional embedding (no optimisation)
+  fast               the official fast mode: no optimisation, source branch at guidance 1
+  direct-inversion   no optimisation, source branch put back on the inversion trajectory after
+                     every step (PnP Inversion, Ju et al. 2024)
+  ddim-cfg           plain DDIM inversion sampled at CFG with the empty prompt (ablation)
   ddim + target      image model, plain DDIM inversion, target prompt, no attention control
   image-p2p          image model, each frame inverted (null-text) and edited alone with P2P
 
@@ -17,10 +19,11 @@ Metrics (oracles on decoded pixels): reconstruction PSNR of the inversion agains
 video; edit success (share of frames whose object the oracle reads as the target's colour and
 shape); background PSNR of the edit against the input outside the (dilated) object masks;
 flicker (mean frame-to-frame change of the edit minus that of the input, outside the object:
-extra temporal change that the known motion does not explain); seconds.
+extra temporal change that the known motion does not explain); seconds per case (with tuning)
+and seconds of the inversion alone.
 
     python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
-                            [--variants video-p2p fast-inversion ...] [--limit N]
+                            [--variants video-p2p direct-inversion ...] [--limit N] [--names A B]
     python bench/quality.py --report artifacts/quality.json     # the tables of a finished run
 """
 from __future__ import annotations
@@ -35,8 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 REPO = _common.REPO
-VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-decoupling", "fast-inversion",
-            "negative-prompt", "ddim+target", "image-p2p"]
+VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
+            "direct-inversion", "ddim-cfg", "ddim+target", "image-p2p"]
+# names used by runs before the inversion modes were renamed (for --report of old result files)
+OLD_NAMES = {"fast-inversion": "ddim-cfg", "negative-prompt": "fast"}
 DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
             "cross_replace": 0.2, "self_replace": 0.5, "blend_words": "", "blend_threshold": 0.3,
             "blend_start": 0.2, "reweight_words": "", "reweight_scales": "", "mode": "swap", "seed": 33}
@@ -103,6 +108,7 @@ class Runner:
             inv, recon = self.inv.invert_video(model, latent, cond, empty, case["steps"], case["cfg"], mode,
                                                case["inner_iterations"], per_frame=per_frame)
             edited, _, _ = self.sampler.decoupled_sample(model, inv, spec, case["cfg"], "auto", decoupled=decoupled)
+        self.last_inversion_seconds = inv.seconds
         return recon, edited, time.perf_counter() - t
 
     def prepare(self, case):
@@ -134,8 +140,8 @@ class Runner:
         video, truth, latent, want = self.prepare(case)
         ctrl, off = self.controller(case), self.controller(case, off=True)
         results, tuned, tune_s = {}, None, 0.0
-        needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast-inversion",
-                        "negative-prompt"}
+        needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
+                        "direct-inversion", "ddim-cfg"}
         inflated = self.infl.inflate(self.model, True, True, 0, 0)
         if needs_tuning & set(variants):
             t = time.perf_counter()
@@ -147,17 +153,20 @@ class Runner:
             "per-frame-null": lambda: self.edit(tuned, latent, case, ctrl, per_frame=True),
             "no-local-blend": lambda: self.edit(tuned, latent, case, self.controller(case, blend=False)),
             "no-decoupling": lambda: self.edit(tuned, latent, case, ctrl, decoupled=False),
-            "fast-inversion": lambda: self.edit(tuned, latent, case, ctrl, mode="fast"),
-            "negative-prompt": lambda: self.edit(tuned, latent, case, ctrl, mode="negative-prompt"),
-            "ddim+target": lambda: self.edit(self.model, latent, case, off, mode="fast"),
+            "fast": lambda: self.edit(tuned, latent, case, ctrl, mode="fast"),
+            "direct-inversion": lambda: self.edit(tuned, latent, case, ctrl, mode="direct-inversion"),
+            "ddim-cfg": lambda: self.edit(tuned, latent, case, ctrl, mode="ddim-cfg"),
+            "ddim+target": lambda: self.edit(self.model, latent, case, off, mode="ddim-cfg"),
             "image-p2p": lambda: self.per_frame_p2p(latent, case),
         }
         for v in variants:
+            self.last_inversion_seconds = float("nan")
             recon, edited, secs = runs[v]()
             if v in needs_tuning:
                 secs += tune_s
             results[v] = {"recon_psnr": self.oracle.psnr(self.decode(recon), video),
-                          **self.edit_metrics(edited, video, truth, want), "seconds": secs}
+                          **self.edit_metrics(edited, video, truth, want), "seconds": secs,
+                          "invert_seconds": self.last_inversion_seconds}
             line = " ".join(f"{k} {val:.3g}" for k, val in results[v].items())
             print(f"  {case['name']:<18} {v:<16} {line}", flush=True)
         return results
@@ -178,7 +187,7 @@ class Runner:
 
 def summarise(all_results, variants):
     import numpy as np
-    keys = ["recon_psnr", "edit_success", "bg_psnr", "flicker", "seconds"]
+    keys = ["recon_psnr", "edit_success", "bg_psnr", "flicker", "seconds", "invert_seconds"]
     table = {}
     for v in variants:
         rows = [r[v] for r in all_results.values() if v in r]
@@ -191,13 +200,14 @@ def summarise(all_results, variants):
 
 
 def markdown(table, n_cases, case_file):
-    head = ("| variant | recon PSNR dB | edit success | background PSNR dB | flicker | s/case |\n"
-            "|---|---|---|---|---|---|")
+    head = ("| variant | recon PSNR dB | edit success | background PSNR dB | flicker | s/case | s/inversion |\n"
+            "|---|---|---|---|---|---|---|")
     rows = []
     for v, m in table.items():
         f = lambda k, p=1: f"{m[k][0]:.{p}f} ± {m[k][1]:.{p}f}"  # noqa: E731
+        inv_s = m.get("invert_seconds", (float("nan"),))[0]
         rows.append(f"| {v} | {f('recon_psnr')} | {f('edit_success', 2)} | {f('bg_psnr')} | {f('flicker', 2)} | "
-                    f"{m['seconds'][0]:.0f} |")
+                    f"{m['seconds'][0]:.0f} | {'-' if inv_s != inv_s else f'{inv_s:.1f}'} |")
     return f"{n_cases} cases from `{case_file}` (mean ± std over cases)\n\n" + head + "\n" + "\n".join(rows)
 
 
@@ -224,11 +234,11 @@ def paired(all_results, variants, ref="video-p2p"):
             "better; lower flicker is better)\n\n" + head + "\n" + "\n".join(rows))
 
 
-def report(all_results, variants, n_cases, case_file):
+def report(all_results, variants, n_cases, case_file, ref="video-p2p"):
     table = summarise(all_results, variants)
     md = markdown(table, n_cases, case_file)
-    if "video-p2p" in variants and len(variants) > 1:
-        md += "\n\n" + paired(all_results, variants)
+    if ref in variants and len(variants) > 1:
+        md += "\n\n" + paired(all_results, variants, ref)
     return table, md
 
 
@@ -238,6 +248,8 @@ def main():
     ap.add_argument("--ckpt", default="toy_world_sd1.safetensors")
     ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     ap.add_argument("--limit", type=int, default=0, help="only the first N cases")
+    ap.add_argument("--names", nargs="+", help="only the cases with these names")
+    ap.add_argument("--ref", default="video-p2p", help="the variant the paired table compares against")
     ap.add_argument("--out", default=os.path.join(REPO, "artifacts", "quality.json"))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--report", metavar="JSON", help="print the tables of a finished run again (no new run)")
@@ -246,10 +258,17 @@ def main():
     if a.report:
         with open(a.report) as f:
             d = json.load(f)
-        variants = list(next(iter(d["results"].values())))
-        print(report(d["results"], variants, len(d["results"]), d.get("case_file", "?"))[1])
+        results = {c: {OLD_NAMES.get(v, v): r for v, r in res.items()} for c, res in d["results"].items()}
+        variants = list(next(iter(results.values())))
+        print(report(results, variants, len(results), d.get("case_file", "?"), a.ref)[1])
         return
-    cases = load_cases(a.cases)[:a.limit or None]
+    cases = load_cases(a.cases)
+    if a.names:
+        unknown = set(a.names) - {c["name"] for c in cases}
+        if unknown:
+            raise SystemExit(f"no case named {sorted(unknown)} in {a.cases}")
+        cases = [c for c in cases if c["name"] in a.names]
+    cases = cases[:a.limit or None]
     r = Runner(a.ckpt, a.threads)
     print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
     all_results = {}
@@ -258,7 +277,7 @@ def main():
     case_file = os.path.relpath(a.cases, REPO)
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
-        table, md = report(all_results, a.variants, len(all_results), case_file)
+        table, md = report(all_results, a.variants, len(all_results), case_file, a.ref)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
             json.dump({"case_file": case_file, "cases": cases, "results": all_results, "summary": table,
                        "markdown": md, "seconds": time.time() - t0}, f, indent=1, default=str)

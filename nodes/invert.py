@@ -47,10 +47,11 @@ LEGACY_FILE_MODES = {"fast": "ddim-cfg", "negative-prompt": "fast"}
 TENSORS = ("x_T", "sigmas", "null_embeddings", "source_cond", "empty_cond", "trajectory")
 MODE_HELP = ("direct-inversion: no optimisation; the source branch is put back on the inversion trajectory "
              "after every step (PnP Inversion), so it reconstructs the video exactly while the target edits "
-             "(fastest, best measured edits). null-text: optimise one null embedding per step shared by all "
-             "frames (the paper; ~10x slower). fast: the official fast mode, no optimisation, the source "
-             "branch sampled at guidance 1. (Before pack version 2 'fast' meant plain DDIM at CFG; "
-             "'negative-prompt' is the old name of 'fast'.)")
+             "(as cheap as plain DDIM inversion; edits as null-text's on the toy benchmark). null-text: "
+             "optimise one null embedding per step shared by all frames (the paper; ~10x slower). fast: the "
+             "official fast mode, no optimisation, the source branch sampled at guidance 1. (In workflows "
+             "saved before the modes were renamed, 'fast' meant plain DDIM at CFG; 'negative-prompt' is the "
+             "old name of 'fast'.)")
 
 log = logging.getLogger("video-p2p")
 
@@ -104,7 +105,7 @@ def _tell_fast_changed():
     if not _told_fast:
         _told_fast.append(True)
         log.info("%s: mode 'fast' is the official Video-P2P fast mode (source branch at guidance 1). Workflows "
-                 "saved before pack version 2 got plain DDIM inversion sampled at CFG with it, which "
+                 "saved before the modes were renamed got plain DDIM inversion sampled at CFG with it, which "
                  "reconstructs the video much worse; for the paper's method use 'null-text', for exact "
                  "reconstruction at no cost 'direct-inversion'.", NODE)
 
@@ -401,7 +402,8 @@ class VP2PSharedNullTextInvert:
     RETURN_NAMES = ("inversion", "reconstruction")
     FUNCTION = "invert"
     CATEGORY = "video-p2p"
-    DESCRIPTION = ("DDIM-invert the video with the source prompt and optimise a shared null-text embedding "
+    DESCRIPTION = ("DDIM-invert the video with the source prompt; direct-inversion keeps the trajectory for the "
+                   "sampler, null-text optimises a shared null-text embedding "
                    "per step so CFG sampling retraces it; outputs the inversion and its reconstruction.")
 
     @classmethod

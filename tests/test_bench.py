@@ -23,7 +23,7 @@ def test_quality_bench_on_a_user_case_file(tmp_path):
                                   "end": [0.6, 0.5], "scale": [0.22, 0.22], "seed": 3}}]}
     path, out = tmp_path / "cases.json", tmp_path / "q.json"
     path.write_text(json.dumps(cases))
-    variants = ["video-p2p", "no-local-blend", "ddim+target"]
+    variants = ["video-p2p", "direct-inversion", "no-local-blend", "ddim+target"]
     r = run("quality.py", "--cases", str(path), "--out", str(out), "--threads", "1", "--variants", *variants)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     d = json.loads(out.read_text())
@@ -33,6 +33,9 @@ def test_quality_bench_on_a_user_case_file(tmp_path):
         m = res[v]
         assert 5 < m["recon_psnr"] < 60 and 0 <= m["edit_success"] <= 1 and m["seconds"] > 0
         assert f"| {v} |" in d["markdown"]
+    # direct inversion's source branch is the input latent itself: nothing reconstructs better
+    assert res["direct-inversion"]["recon_psnr"] >= res["video-p2p"]["recon_psnr"]
+    assert res["direct-inversion"]["invert_seconds"] < res["video-p2p"]["invert_seconds"]
     # the ablation is really a different edit: the blend keeps the source outside the object
     assert res["video-p2p"]["bg_psnr"] != res["no-local-blend"]["bg_psnr"]
 
@@ -45,7 +48,7 @@ def test_quality_bench_rejects_a_case_without_target(tmp_path):
 
 
 @pytest.mark.parametrize("script, expect", [
-    ("perf.py --quick", ["control overhead", "s/frame", "null-text / fast time", "all benchmarks:"]),
+    ("perf.py --quick", ["control overhead", "s/frame", "null-text / ddim-cfg time", "all benchmarks:"]),
     ("gpu_sd15.py --tiny --steps 3 --tune-steps 1 --inner 2 --frames 2 --precision fp32", ["tune s/step", "     2  fp32"]),
 ])
 def test_perf_benchmarks_run(script, expect):
