@@ -7,14 +7,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-sys.path.insert(0, os.path.join(REPO, "tests"))
 
 
 def boot():
     import comfy_host
     comfy_host.boot()
-    import vp2p_testlib
-    return comfy_host, vp2p_testlib
+    import devkit
+    return comfy_host, devkit
 
 
 def tiny_models(**unet_kw):

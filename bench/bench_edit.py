@@ -39,8 +39,8 @@ def main():
     import torch
     _, tl = _common.boot()
     model, clip, _ = _common.tiny_models(channel_mult=(1, 2), model_channels=32)
-    model = tl.pack("nodes.inflate").inflate(model, True, True, 0, 0)
-    ctrl, sampler = tl.pack("nodes.controller").VP2PController(), tl.pack("nodes.sampler")
+    model = tl.host.inflation.inflate(model, True, True, 0, 0)
+    ctrl, sampler = tl.pack_nodes.edit.VP2PController(), tl.host.sampling
     base = dict(reweight_words="", reweight_scales="", blend_words="", blend_threshold=0.3, blend_start=0.2,
                 controlled_layers="cross+temporal (paper)", map_words="")
     specs = {k: ctrl.build(clip, "a red circle", "a blue circle", "swap", **dict(base, **v))[0]

@@ -44,8 +44,8 @@ def main():
     _, tl = _common.boot()
     model, clip, vae = _common.tiny_models()
     if not a.plain:
-        model = tl.pack("nodes.inflate").inflate(model, True, True, 0, 0)
-    inv_mod = tl.pack("nodes.invert")
+        model = tl.host.inflation.inflate(model, True, True, 0, 0)
+    inv_mod = tl.host.inversion
     cond, empty = tl.encode(clip, "a red circle moving right"), tl.encode(clip, "")
     print(f"Shared Null-Text Invert, tiny {'image' if a.plain else 'inflated'} model, latent {a.latent}x{a.latent}, "
           f"{a.steps} steps, cfg {a.cfg}, inner iterations {a.inner}, device {model.load_device}, "

@@ -20,7 +20,7 @@ def bench_tuning(model, clip, frames_list, latent, steps, checkpointing, measure
     """measure: "time" (s/step, normal allocator) or "memory" (peak, allocator returning memory)."""
     import torch
     _, tl = _common.boot()
-    infl, tune = tl.pack("nodes.inflate"), tl.pack("nodes.tune")
+    infl, tune = tl.host.inflation, tl.host.tuning
     cond = tl.encode(clip, "a red circle moving right")
     inflated = infl.inflate(model, True, True, 0, 0)
     device = model.load_device
@@ -52,8 +52,8 @@ def naive_attention(q, k, v, heads):
 def bench_frame_attention(frames_list, tokens, inner, heads, device):
     import torch
     _, tl = _common.boot()
-    att = tl.core("attention")
-    host = tl.pack("nodes.inflate").host_attention
+    att = tl.core.attention
+    host = tl.host.patches.host_attention
     print(f"\nOne frame-attention layer: {tokens} tokens/frame, width {inner}, {heads} heads, fp32, "
           f"2 chunks (cond+uncond), device {device}")
     print(f"{'frames':>6} {'attention':>10} {'chunk':>6} {'peak MiB':>9} {'ms':>8} {'max |diff|':>11}")

@@ -28,7 +28,7 @@ def main():
     import numpy as np
     import torch
     r = quality.Runner(a.ckpt, a.threads)
-    vc = r.tl.pack("vp2p_core.control")
+    vc = r.tl.core.control
     last = {}
     original = vc.LocalBlend.mask
 

@@ -19,7 +19,7 @@ import _common  # noqa: E402
 
 def sd15_config(tiny=False):
     _, tl = _common.boot()
-    sc = tl.pack("nodes.small_checkpoint")
+    sc = tl.host.checkpoint
     if tiny:
         return tl.tiny_config(seed=0)
     u = sc.unet_config(model_channels=320, channel_mult=(1, 2, 4, 4), num_res_blocks=2, context_dim=768,
@@ -53,9 +53,9 @@ def main():
     import torch
     _, tl = _common.boot()
     import comfy.model_management as mm
-    sc = tl.pack("nodes.small_checkpoint")
-    infl, tune, inv_mod = tl.pack("nodes.inflate"), tl.pack("nodes.tune"), tl.pack("nodes.invert")
-    ctrl_node, sampler = tl.pack("nodes.controller").VP2PController(), tl.pack("nodes.sampler")
+    sc = tl.host.checkpoint
+    infl, tune, inv_mod = tl.host.inflation, tl.host.tuning, tl.host.inversion
+    ctrl_node, sampler = tl.pack_nodes.edit.VP2PController(), tl.host.sampling
     cfg = sd15_config(a.tiny)
     latent = 8 if a.tiny else 64
     clip = sc.build_clip(cfg)

@@ -76,15 +76,15 @@ class Runner:
         if threads:
             torch.set_num_threads(threads)
         import folder_paths
-        sc = self.tl.pack("nodes.small_checkpoint")
+        sc = self.tl.host.checkpoint
         path = ckpt if os.path.isfile(ckpt) else folder_paths.get_full_path(sc.MODEL_KIND, ckpt)
         if not path:
             raise SystemExit(f"checkpoint {ckpt!r} not found")
         self.model, self.clip, self.vae = sc.load_checkpoint(path)
-        self.world, self.oracle = self.tl.pack("vp2p_toy.world"), self.tl.pack("vp2p_toy.oracle")
-        self.infl, self.tune = self.tl.pack("nodes.inflate"), self.tl.pack("nodes.tune")
-        self.inv, self.sampler = self.tl.pack("nodes.invert"), self.tl.pack("nodes.sampler")
-        self.ctrl = self.tl.pack("nodes.controller").VP2PController()
+        self.world, self.oracle = self.tl.toy.world, self.tl.toy.oracle
+        self.infl, self.tune = self.tl.host.inflation, self.tl.host.tuning
+        self.inv, self.sampler = self.tl.host.inversion, self.tl.host.sampling
+        self.ctrl = self.tl.pack_nodes.edit.VP2PController()
         self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
 
     def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True):

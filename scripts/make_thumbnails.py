@@ -30,9 +30,9 @@ TOY_TARGET = "a green circle on a striped gray background"
 def sd15_on_toy(prompt, tmp):
     """The SD1.5 graph with the toy model, a rendered toy clip and toy prompts."""
     import numpy as np
-    import comfy_host
-    world = comfy_host.pack_module("vp2p_toy.world")
-    vio = comfy_host.pack_module("nodes.video_io")
+    import devkit as tl
+    world = tl.toy.world
+    vio = tl.host.video_io
     import torch
     frames = world.render(world.WorldSpec())[0]        # a red circle on a striped gray background
     clip = os.path.join(tmp, "toy_clip.mp4")

@@ -92,8 +92,9 @@ def node_markdown(class_name, cls, display, page=False):
 def pack_nodes():
     """[(node id, class, display name)] of the pack as ComfyUI loaded it, in reference order."""
     import comfy_host
+    import devkit as tl
     comfy_host.boot(threads=1)
-    pack = comfy_host.pack_module("nodes")
+    pack = tl.pack_nodes
     names = sorted(pack.NODE_CLASS_MAPPINGS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
     return [(n, pack.NODE_CLASS_MAPPINGS[n], pack.NODE_DISPLAY_NAME_MAPPINGS.get(n, n)) for n in names]
 

@@ -166,8 +166,8 @@ def train_unet(diffusion_model, latents, caps, embed, steps, batch, lr, seed, dr
     EMA of the weights."""
     import numpy as np
     import torch
-    import comfy_host
-    autograd_safe = comfy_host.pack_module("nodes.grad_safety").autograd_safe
+    import devkit as tl
+    autograd_safe = tl.host.grad.autograd_safe
     from vp2p_core.schedule import sd1_sigmas
     sig = sd1_sigmas().float()
     abar = 1.0 / (1.0 + sig ** 2)                       # alphas_cumprod
@@ -245,8 +245,9 @@ def main():
     a.unet_rounds, a.decoder_rounds = parse_rounds(a.unet_rounds), parse_rounds(a.decoder_rounds)
     import torch
     import comfy_host
+    import devkit as tl
     comfy_host.boot(threads=a.threads)
-    sc = comfy_host.pack_module("nodes.small_checkpoint")
+    sc = tl.host.checkpoint
     import comfy.sd
     times = {}
     t = time.time()

@@ -124,7 +124,8 @@ class TemporalAttention(torch.nn.Module):
         return self
 
     def forward(self, x, frames: int, attention=sdpa_attention, control=None, key=None, extra_options=None):
-        """x: [n*F, tokens, C] -> x + temporal attention (same shape)."""
+        """x: [n*F, tokens, C] -> x + temporal attention (same shape). `control`: an AttentionHook
+        (vp2p_core.control) or None."""
         rows, tokens, dim = x.shape
         h = rearrange(x, "(n f) t c -> (n t) f c", f=frames)
         h = F.layer_norm(h, (dim,), _cast(self.norm.weight, h), _cast(self.norm.bias, h), self.norm.eps)

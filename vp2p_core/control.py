@@ -13,12 +13,26 @@ reference controls cross + temporal; "frame" is optional.
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 SRC_U, SRC_C, TGT_U, TGT_C = "src_u", "src_c", "tgt_u", "tgt_c"
 DEFAULT_LAYERS = ("cross", "temporal")
+
+
+@runtime_checkable
+class AttentionHook(Protocol):
+    """What the attention patches (frame attention, cross-attention, temporal attention) call on
+    the object the sampler puts in transformer_options: `wants` says whether this layer's
+    attention must go through `attend` at this step; `attend` computes it (q/k/v rows chunk-major,
+    one chunk per branch role). StepContext is the implementation."""
+
+    def wants(self, kind: str, key) -> bool: ...
+
+    def attend(self, kind: str, key, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+               extra_options: dict | None = None) -> torch.Tensor: ...
 
 
 def window(spec) -> tuple[float, float]:
@@ -153,6 +167,17 @@ class LocalBlend:
 
     def apply(self, x_src, x_tgt, mask):
         return torch.where(mask, x_tgt, x_src)
+
+    def step_callback(self, step, steps, x_src, x_tgt, store: "AttentionStore", resolution):
+        """prompt-to-prompt's step callback: from `start` on, the target outside the mask becomes
+        the source. `resolution`: (tokens, (h, w)) of the cross-attention maps the mask is read
+        from (data the caller picked among the maps the UNet produced)."""
+        if not self.active(step, steps):
+            return x_tgt
+        hw, (h, w) = resolution
+        maps = store.maps(hw, h, w)
+        mask = self.mask(maps[0], maps[1], tuple(x_tgt.shape[-2:])).to(x_tgt.device)
+        return self.apply(x_src, x_tgt, mask)
 
 
 class AttentionStore:

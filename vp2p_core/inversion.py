@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from .precision import LossScaler, needs_loss_scaling
+from .sampling import guided_ddim, vp_mse
 from .schedule import ddim_step, vp_scale
 
 # What each mode gives the source branch (the branch that must retrace the video):
@@ -46,13 +47,6 @@ class InversionResult:
     losses: list                      # per step: VP-space MSE of the guided step to the inversion
     iterations: list                  # per step: optimiser updates made (0 without optimisation)
     skipped: int = 0                  # optimiser updates skipped for an fp16 gradient overflow
-
-
-def vp_mse(a: torch.Tensor, b: torch.Tensor, sigma) -> torch.Tensor:
-    """MSE between two latents at `sigma`, measured on the VP latents the UNet sees (the space of
-    the reference's thresholds); at sigma 0 it is the plain MSE."""
-    s = torch.as_tensor(sigma, dtype=torch.float32, device=a.device)
-    return ((a.float() - b.float()) * vp_scale(s)).pow(2).mean()
 
 
 def reference_index(i: int, n: int) -> float:
@@ -91,27 +85,6 @@ def ddim_invert(denoise: Callable, x0: torch.Tensor, sigmas: torch.Tensor, cond:
             if on_step is not None:
                 on_step("invert", k, n, None)
     return traj
-
-
-def guided_sample(cfg_denoise: Callable, x_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
-                  nulls: torch.Tensor, cfg: float, trajectory: list | None = None,
-                  check: Callable | None = None, on_step: Callable | None = None):
-    """CFG-guided DDIM from x_T with per-step nulls; returns (x at sigma 0, per-step VP MSE to the
-    trajectory, or [] without one)."""
-    n = len(sigmas) - 1
-    x = x_T
-    losses = []
-    with torch.no_grad():
-        for i in range(n):
-            if check is not None:
-                check()
-            den = cfg_denoise(x, sigmas[i], cond, nulls[i].to(x.device), cfg)
-            x = ddim_step(x, den, sigmas[i], sigmas[i + 1])
-            if trajectory is not None:
-                losses.append(float(vp_mse(x, trajectory[i + 1], sigmas[i + 1])))
-            if on_step is not None:
-                on_step("sample", i, n, losses[-1] if losses else None)
-    return x, losses
 
 
 def optimise_nulls(denoise: Callable, cfg_denoise: Callable, trajectory: list, sigmas: torch.Tensor,
@@ -222,7 +195,7 @@ def invert(denoise: Callable, cfg_denoise: Callable, x0: torch.Tensor, sigmas: t
             recon, losses = traj[n], [0.0] * n
         else:
             g = 1.0 if mode in GUIDANCE_ONE_MODES else cfg
-            recon, losses = guided_sample(cfg_denoise, traj[0], sigmas, cond, nulls, g, traj, check, on_step)
+            recon, losses = guided_ddim(cfg_denoise, traj[0], sigmas, cond, nulls, g, traj, check, on_step)
         iters = [0] * n
     return InversionResult(x_T=traj[0], nulls=nulls, trajectory=traj, reconstruction=recon,
                            losses=losses, iterations=iters, skipped=skipped)

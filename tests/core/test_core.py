@@ -1,0 +1,136 @@
+"""The method floor alone: sampling loops, the controller's widget grammar, local blend as a
+step hook, the attention-hook protocol, the toy world; no ComfyUI is booted or imported."""
+import sys
+
+import pytest
+import torch
+
+import vp2p_core
+from vp2p_core import control as vc
+from vp2p_core import prompts
+from vp2p_core.sampling import guided_ddim, two_branch_ddim
+from vp2p_core.schedule import ddim_step, ddim_uniform
+
+
+def encode(text):
+    """A word-level stand-in for a CLIP tokenizer: one id per word (two for 'motorbike')."""
+    ids = []
+    for w in text.replace(",", " ").split():
+        ids += [hash(w) % 1000, 1000 + hash(w) % 1000] if w == "motorbike" else [hash(w) % 1000]
+    return ids
+
+
+def test_core_is_pure_torch():
+    """Importing every core module (and the toy world) in a fresh interpreter loads no ComfyUI."""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    mods = sorted(f[:-3] for f in os.listdir(os.path.dirname(vp2p_core.__file__))
+                  if f.endswith(".py") and f != "__init__.py")
+    code = ("import sys; " + "; ".join(f"import vp2p_core.{m}" for m in mods) + "; import vp2p_toy.world; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'folder_paths', 'nodes', 'vp2p_host')]; "
+            "print(bad); assert not bad")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {"sampling", "prompts", "control", "inversion"} <= set(mods)
+
+
+def fake_denoiser():
+    w = torch.linspace(0.5, 1.5, 4).view(1, 4, 1, 1)
+
+    def cfg_denoise(x, sigma, cond, uncond, cfg):
+        c, u = x * w / (1 + sigma) + cond.mean(), x * w / (1 + sigma) + uncond.mean()
+        return u + (c - u) * cfg
+    return cfg_denoise
+
+
+def test_two_branch_loop_without_control_is_guided_ddim_twice():
+    sigmas = ddim_uniform(5)
+    x_T = torch.randn(3, 4, 6, 6, generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    cond, tcond = torch.full((1, 2, 8), 0.3), torch.full((1, 2, 8), -0.2)
+    nulls = torch.randn(len(sigmas) - 1, 1, 2, 8, generator=torch.Generator().manual_seed(1))
+    empty = torch.zeros(1, 2, 8)
+    f = fake_denoiser()
+    ref_src, _ = guided_ddim(f, x_T, sigmas, cond, nulls, 7.5)
+    ref_tgt, _ = guided_ddim(f, x_T, sigmas, tcond, empty[None].repeat(len(sigmas) - 1, 1, 1, 1), 5.0)
+    steps = []
+
+    def denoise_step(i, xs, xt):
+        return f(xs, sigmas[i], cond, nulls[i], 7.5), f(xt, sigmas[i], tcond, empty, 5.0)
+    src, tgt = two_branch_ddim(denoise_step, x_T, sigmas, on_step=lambda i, n: steps.append((i, n)))
+    assert torch.equal(src, ref_src) and torch.equal(tgt, ref_tgt)
+    assert steps == [(i, len(sigmas) - 1) for i in range(len(sigmas) - 1)]
+    assert not torch.equal(src, tgt)
+
+
+def test_two_branch_loop_source_trajectory_and_hooks():
+    sigmas = ddim_uniform(4)
+    x_T = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(2))
+    traj = [torch.full_like(x_T, float(i)) for i in range(len(sigmas))]
+    seen = []
+
+    def hook(i, n, xs, xt):
+        seen.append(float(xs.mean()))
+        return xs.clone()           # a hook that keeps nothing of the target
+    src, tgt = two_branch_ddim(lambda i, xs, xt: (xs * 0, xt * 0), x_T, sigmas, traj, [hook])
+    assert seen == [float(i + 1) for i in range(len(sigmas) - 1)]
+    assert torch.equal(src, traj[-1]) and torch.equal(tgt, traj[-1])
+
+
+def test_ddim_step_to_sigma_zero_is_the_prediction():
+    x, den = torch.randn(2, 4, 3, 3), torch.randn(2, 4, 3, 3)
+    assert torch.allclose(ddim_step(x, den, torch.tensor(2.0), torch.tensor(0.0)), den, atol=1e-6)
+
+
+def test_local_blend_step_callback_keeps_source_outside_the_mask():
+    lb = vc.LocalBlend([1], [1], threshold=0.5, start=0.5)
+    store = vc.AttentionStore()
+    h = w = 4
+    p = torch.zeros(2, 1, h * w, 3)               # [rows=F, heads, tokens, words]
+    p[:, :, 0, 1] = 1.0                           # word 1 attends to the top-left cell only
+    store.add(("input", 1, 0), p, p)
+    store.end_step()
+    xs, xt = torch.zeros(2, 4, h, w), torch.ones(2, 4, h, w)
+    assert torch.equal(lb.step_callback(0, 4, xs, xt, store, (h * w, (h, w))), xt)   # before start
+    out = lb.step_callback(2, 4, xs, xt, store, (h * w, (h, w)))
+    assert out[:, :, 0, 0].eq(1).all() and out[:, :, -1, -1].eq(0).all()
+
+
+def test_step_context_is_an_attention_hook():
+    ctx = vc.StepContext(None, [vc.SRC_C, vc.TGT_C], 0, 10, lambda q, k, v, h: q)
+    assert isinstance(ctx, vc.AttentionHook)
+
+
+def test_widget_grammar_is_shared_by_node_and_preview():
+    assert prompts.parse_words("bike; motorbike ,, red") == ["bike", "motorbike", "red"]
+    assert prompts.parse_scales("2", 3) == [2.0, 2.0, 2.0] and prompts.parse_scales("", 2) == [1.0, 1.0]
+    with pytest.raises(prompts.PromptError, match="one scale, or one per word"):
+        prompts.parse_scales("1, 2", 3)
+    src, tgt = "a man riding a bike", "a man riding a motorbike"
+    ctrl, maps, label = prompts.build_controller(encode, src, tgt, "swap", 0.2, 0.5, "", "", "bike, motorbike", 0.3,
+                                                 0.2, "cross+temporal (paper)", "")
+    assert isinstance(ctrl, vc.AttentionReplace) and ctrl.local_blend is not None and label == "swap"
+    assert [m[0] for m in maps] == ["motorbike"]
+    # a blend word in neither prompt: an error in the node, flagged in the preview
+    with pytest.raises(prompts.PromptError, match="neither prompt"):
+        prompts.build_controller(encode, src, tgt, "swap", 0.2, 0.5, "", "", "car", 0.3, 0.2,
+                                 "cross+temporal (paper)", "")
+    out = prompts.preview(encode, {"source": src, "target": tgt, "mode": "swap", "blend_words": "car"})
+    assert any("neither prompt" in w for w in out["warnings"])
+    ok = prompts.preview(encode, {"source": src, "target": tgt, "mode": "swap", "blend_words": "bike"})
+    assert ok["ok"], ok
+    # presets resolve the same way in both
+    v = prompts.resolve_preset("swap + reweight + blend (official)", src, tgt, "swap", 0, 0, "", "", "", 0, 0)
+    assert v["mode"] == "reweight" and v["base_mode"] == "swap" and v["reweight_words"] == "motorbike"
+    pv = prompts.preview(encode, {"source": src, "target": tgt, "preset": "swap + reweight + blend (official)"})
+    assert pv["ok"] and pv["mode"].startswith("swap+reweight")
+
+
+def test_toy_world_renders_without_comfyui():
+    from vp2p_toy import oracle, world
+    spec = world.WorldSpec(shape="circle", colour="red", background="striped", background_colour="gray",
+                           frames=2, size=64, start=(0.3, 0.5), end=(0.7, 0.5), scale=(0.22, 0.22), seed=0).check()
+    video, truth = world.render(spec)
+    assert video.shape == (2, 64, 64, 3) and truth["masks"].shape[0] == 2
+    got = oracle.classify(video[0])
+    assert got["colour"] == "red" and got["shape"] == "circle"

@@ -1,0 +1,56 @@
+"""Boots a real ComfyUI (CPU) once per session and loads this pack through ComfyUI's own
+custom-node loader; provides tiny seeded SD1.x models built with ComfyUI's classes."""
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts"))
+
+import comfy_host  # noqa: E402
+
+comfy_host.boot(threads=int(os.environ.get("VP2P_TEST_THREADS", "0")) or None)
+
+import devkit  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def host():
+    return comfy_host.boot()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    devkit.register_models_dir(str(d))
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(models_dir):
+    """Name of a random tiny SD1.x checkpoint file under a registered checkpoints folder."""
+    return devkit.make_tiny_checkpoint(models_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_ckpt):
+    """(MODEL, CLIP, VAE) of the tiny checkpoint, loaded exactly as the loader node does."""
+    return devkit.load_ckpt(tiny_ckpt)
+
+
+@pytest.fixture(scope="session")
+def output_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("output"))
+
+
+@pytest.fixture()
+def outdir(tmp_path):
+    """ComfyUI's output folder pointed at a fresh temporary folder for one test."""
+    import folder_paths
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        yield str(tmp_path)
+    finally:
+        folder_paths.set_output_directory(old)

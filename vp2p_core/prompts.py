@@ -1,0 +1,244 @@
+"""The P2P Controller's widget grammar, in one place: word and scale lists, presets, the
+controlled-layer choices, and how the widgets become an attention controller. The node
+(through the host layer's CLIP access) and the editor's live preview (POST /vp2p/align) both
+call these functions, so they cannot disagree.
+
+`encode(text) -> [token ids]` (without BOS/EOS) is the only thing taken from the text encoder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import control as vc
+from . import seq_aligner as sa
+
+MODES = ("swap", "refine", "reweight")
+MAX_MAP_WORDS = 4
+
+
+class PromptError(ValueError):
+    """Widget values that cannot make an edit; the message says how to fix them."""
+
+
+def fail(msg: str):
+    raise PromptError(msg)
+
+
+LAYER_CHOICES = {
+    "cross+temporal (paper)": ("cross", "temporal"),
+    "cross+temporal+frame": ("cross", "temporal", "frame"),
+    "cross only": ("cross",),
+    "cross+frame": ("cross", "frame"),
+}
+
+
+# Presets carry the settings of the official Video-P2P edit configs: every official edit wraps
+# its swap/refine controller in a reweight of the edited word(s) and adds a local blend on the
+# edited object; windows are cross 0.2 / self 0.5, or cross 0.8 / self 0.7 for hard edits (shape
+# changes). A preset overrides mode, cross_replace, self_replace, blend_threshold and
+# blend_start; reweight_words / blend_words / reweight_scales keep what you typed and, where
+# empty, default to the words that differ between the prompts (scale 2).
+CUSTOM = "custom"
+PRESETS = {
+    CUSTOM: None,
+    "swap + reweight + blend (official)": {"mode": "swap", "cross_replace": 0.2, "self_replace": 0.5},
+    "refine + reweight + blend (official)": {"mode": "refine", "cross_replace": 0.2, "self_replace": 0.5},
+    "hard edit: cross 0.8 / self 0.7": {"mode": "auto", "cross_replace": 0.8, "self_replace": 0.7},
+}
+PRESET_COMMON = {"reweight_scales": "2", "blend_threshold": 0.3, "blend_start": 0.2}
+PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P2P edit config: the swap or "
+               "refine alignment wrapped in a reweight (x2) of the changed words, a local blend on them "
+               "(threshold 0.3 from 20% of the steps), windows cross 0.2 / self 0.5 (hard edit: 0.8 / 0.7, "
+               "swap or refine by word count). They override mode and the windows; reweight_words, "
+               "blend_words and reweight_scales are kept where set (set blend_words to the object's noun "
+               "for the tightest mask).")
+
+
+def resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                   reweight_scales, blend_words, blend_threshold, blend_start):
+    """The widget values a preset turns the inputs into (unchanged for 'custom'); the editor preview
+    uses the same function. Returns a dict of the widget names above, with mode 'reweight' plus
+    'base_mode' (swap/refine) for the presets."""
+    vals = dict(mode=mode, cross_replace=cross_replace, self_replace=self_replace, reweight_words=reweight_words,
+                reweight_scales=reweight_scales, blend_words=blend_words, blend_threshold=blend_threshold,
+                blend_start=blend_start, base_mode=None)
+    preset = preset or CUSTOM
+    if preset not in PRESETS:
+        fail(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}.")
+    p = PRESETS[preset]
+    if p is None:
+        return vals
+    n_src, n_tgt = len(sa.split_words(source_text)), len(sa.split_words(target_text))
+    base = p["mode"] if p["mode"] != "auto" else ("swap" if n_src == n_tgt else "refine")
+    if base == "swap" and n_src != n_tgt:
+        fail(f"preset '{preset}' swaps words, but the prompts have {n_src} and {n_tgt} words: use the "
+                   "refine preset to add or remove words.")
+    src_changed, tgt_changed = sa.changed_words(source_text, target_text)
+    if not (reweight_words or "").strip() and not tgt_changed:
+        fail(f"preset '{preset}' reweights the target's new words, but no word of the target is new: "
+                   "set reweight_words, or use preset 'custom'.")
+    vals.update(mode="reweight", base_mode=base, cross_replace=p["cross_replace"], self_replace=p["self_replace"],
+                blend_threshold=PRESET_COMMON["blend_threshold"], blend_start=PRESET_COMMON["blend_start"])
+    if not (reweight_words or "").strip():
+        vals["reweight_words"] = ", ".join(tgt_changed)
+    if not (reweight_scales or "").strip():
+        vals["reweight_scales"] = PRESET_COMMON["reweight_scales"]
+    if not (blend_words or "").strip():
+        vals["blend_words"] = ", ".join(dict.fromkeys(src_changed + tgt_changed))
+    return vals
+
+
+def parse_words(s: str) -> list[str]:
+    """Comma- (or semicolon-) separated words of a widget."""
+    return [w.strip() for w in (s or "").replace(";", ",").split(",") if w.strip()]
+
+
+def parse_scales(s: str, n: int) -> list[float]:
+    """One scale for all n words, or one per word; empty = 1 for all."""
+    try:
+        vals = [float(v) for v in parse_words(s)]
+    except ValueError:
+        fail("reweight_scales must be numbers, e.g. '2' or '2, 0.5'.")
+    if not vals:
+        return [1.0] * n
+    if len(vals) == 1:
+        return vals * n
+    if len(vals) != n:
+        fail(f"{len(vals)} reweight scales for {n} reweight words: give one scale, or one per word.")
+    return vals
+
+
+def default_map_words(source_text: str, target_text: str) -> list[str]:
+    """The words the attention-map preview shows when none are given: the changed words."""
+    return sa.changed_words(source_text, target_text)[1][:MAX_MAP_WORDS]
+
+
+@dataclass
+class VP2PControl:
+    """VP2P_CONTROLLER: the attention controller, both prompts' texts and the target prompt's
+    embedding. The source prompt's embedding and the empty prompt's come from the inversion."""
+    controller: vc.AttentionControl
+    source_text: str
+    target_text: str
+    target_cond: torch.Tensor
+    map_tokens: list = field(default_factory=list)   # [(label, "src"|"tgt", [token idx])]
+    mode: str = "swap"
+
+    @property
+    def width(self):
+        return self.target_cond.shape[-1]
+
+
+def build_controller(encode, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                     reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
+                     previous: VP2PControl | None = None, preset=CUSTOM):
+    """The widgets -> (AttentionControl, map tokens, mode label)."""
+    if not source_text.strip() or not target_text.strip():
+        fail("source_text and target_text must not be empty.")
+    base_mode = None
+    if (preset or CUSTOM) != CUSTOM:
+        if previous is not None:
+            fail(f"preset '{preset}' builds its own swap/refine + reweight chain: disconnect "
+                       "'previous', or use preset 'custom'.")
+        v = resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                           reweight_scales, blend_words, blend_threshold, blend_start)
+        mode, cross_replace, self_replace = v["mode"], v["cross_replace"], v["self_replace"]
+        reweight_words, reweight_scales, blend_words = v["reweight_words"], v["reweight_scales"], v["blend_words"]
+        blend_threshold, blend_start, base_mode = v["blend_threshold"], v["blend_start"], v["base_mode"]
+    kw = dict(cross_replace=cross_replace, self_replace=self_replace,
+              layers=LAYER_CHOICES[controlled_layers])
+    blend = None
+    bwords = parse_words(blend_words)
+    if bwords:
+        src_t, tgt_t, missing = [], [], []
+        for w in bwords:
+            s = sa.token_indices(encode, source_text, w)
+            t = sa.token_indices(encode, target_text, w)
+            if not s and not t:
+                missing.append(w)
+            src_t += s
+            tgt_t += t
+        if missing:
+            fail(f"blend word(s) {missing} appear in neither prompt; use words of the prompts.")
+        blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=blend_start)
+    kw["local_blend"] = blend
+    try:
+        if mode == "swap":
+            ctrl = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
+        elif mode == "refine":
+            mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+            ctrl = vc.AttentionRefine(mapper, alphas, **kw)
+        else:
+            words = parse_words(reweight_words)
+            if not words:
+                fail("mode reweight needs reweight_words (comma-separated words of the target prompt).")
+            eq = sa.equalizer(encode, target_text, words, parse_scales(reweight_scales, len(words)))
+            prev = None
+            if previous is not None:
+                if previous.target_text.strip() != target_text.strip() or \
+                        previous.source_text.strip() != source_text.strip():
+                    fail("a chained (previous) controller must use the same source and target texts.")
+                prev = previous.controller
+            elif base_mode == "refine":
+                mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+                prev = vc.AttentionRefine(mapper, alphas, **kw)
+            elif base_mode == "swap":
+                prev = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
+            elif source_text.strip() != target_text.strip():
+                # reweighting an edited prompt: align first, as prompt-to-prompt does
+                try:
+                    prev = vc.AttentionReplace(sa.swap_mapper(encode, source_text, target_text), **kw)
+                except sa.AlignmentError:
+                    mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
+                    prev = vc.AttentionRefine(mapper, alphas, **kw)
+            ctrl = vc.AttentionReweight(eq, prev=prev, **kw)
+    except sa.AlignmentError as e:
+        raise PromptError(str(e)) from None
+    if previous is not None and mode != "reweight":
+        fail("only mode 'reweight' can be chained on a previous controller.")
+    labels = parse_words(map_words) or default_map_words(source_text, target_text) or bwords
+    map_tokens = []
+    for w in labels:
+        t = sa.token_indices(encode, target_text, w)
+        if t:
+            map_tokens.append((w, "tgt", t))
+            continue
+        s = sa.token_indices(encode, source_text, w)
+        if s:
+            map_tokens.append((w, "src", s))
+        else:
+            fail(f"map word '{w}' appears in neither prompt.")
+    return ctrl, map_tokens, (mode if base_mode is None else f"{base_mode}+reweight")
+
+
+def preview(encode, body: dict) -> dict:
+    """What the controller's widget values will do, word by word (the editor's live preview):
+    seq_aligner.describe() after the same preset resolution and checks as build_controller;
+    bad input comes back as ok=False with the node's message."""
+    if not isinstance(body, dict):
+        return {"ok": False, "error": "expected a JSON object"}
+    text = lambda key: str(body.get(key) or "")  # noqa: E731
+    mode = text("mode") or "swap"
+    if mode not in MODES:
+        return {"ok": False, "error": f"unknown mode {mode!r}"}
+    preset = text("preset") or CUSTOM
+    label = None
+    reweight_words, reweight_scales, blend_words = text("reweight_words"), text("reweight_scales"), text("blend_words")
+    try:
+        if preset != CUSTOM:     # what the preset turns the widgets into
+            v = resolve_preset(preset, text("source"), text("target"), mode, 0.0, 0.0, reweight_words,
+                               reweight_scales, blend_words, 0.0, 0.0)
+            reweight_words, reweight_scales, blend_words = v["reweight_words"], v["reweight_scales"], v["blend_words"]
+            mode, label = v["mode"], f"{v['base_mode']}+reweight ({preset})"
+        words = parse_words(reweight_words)
+        scales = parse_scales(reweight_scales, len(words)) if mode == "reweight" and words else \
+            [float(s) for s in parse_words(reweight_scales) or ["1"]]
+    except (PromptError, ValueError) as e:
+        return {"ok": False, "error": str(e) if isinstance(e, PromptError) else
+                "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
+    out = sa.describe(encode, text("source"), text("target"), mode, words, parse_words(blend_words), scales)
+    if label is not None:
+        out["mode"] = label
+    return out

@@ -1,0 +1,201 @@
+"""The patches this pack puts on a ModelPatcher clone (never on ComfyUI's modules or classes):
+
+- FrameAttentionPatch: attn1 replace patch, frame i attends to frame 0 of its video; an
+  attn1 patch already on the model is called with the frame-0 keys/values;
+- Attn2Patch: attn2 replace patch through which the edit controller sees cross-attention;
+- VideoFramesWrapper: model_function_wrapper publishing each call's frame count to the video
+  norms (chaining any existing wrapper);
+- shallow block / norm copies installed as object patches: a subclass of the module's own
+  class sharing all its submodules and Parameters (state-dict keys and LoRA weight patches
+  unchanged), plus `vp2p_temporal` (temporal attention after the block) or video-level
+  GroupNorm statistics.
+The attention patches talk to the edit controller only through
+vp2p_core.control.AttentionHook (`wants` / `attend`), found in transformer_options.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import torch
+import torch.utils.checkpoint
+
+from ..vp2p_core.attention import first_frame_kv, frame_attention, frames_in_batch
+from ..vp2p_core.norm import VideoNormMixin, video_frames
+
+WHERE = "Video-P2P inflated model"
+TEMPORAL_CHILD = "vp2p_temporal"
+SOURCE_ATTR = "_vp2p_source"
+CONTROL_KEY = "vp2p_control"
+
+
+# --------------------------------------------------------------------------- host attention
+@functools.lru_cache(maxsize=None)
+def _accepts(fn, name):
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def host_attention(q, k, v, heads, extra_options=None):
+    """ComfyUI's current optimized attention, called the way its CrossAttention calls it."""
+    from comfy.ldm.modules import attention as comfy_attention
+    fn = comfy_attention.optimized_attention
+    if extra_options and extra_options.get("attn_precision") is not None and _accepts(fn, "attn_precision"):
+        return fn(q, k, v, heads, attn_precision=extra_options["attn_precision"])
+    return fn(q, k, v, heads)
+
+
+# --------------------------------------------------------------------------- patches
+class FrameAttentionPatch:
+    """attn1 replace patch: frame i attends to frame 0 of its video (plain data, deep-copyable)."""
+
+    def __init__(self, key, chunk=0, previous=None):
+        self.key = tuple(key)
+        self.chunk = int(chunk)
+        self.previous = previous
+
+    def __call__(self, q, k, v, extra_options):
+        heads = extra_options["n_heads"]
+        frames = frames_in_batch(q.shape[0], extra_options, WHERE)
+        ctx = extra_options.get(CONTROL_KEY)
+        if ctx is not None and ctx.wants("frame", self.key):
+            k0, v0 = first_frame_kv(k, v, frames)
+            return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options)
+        if self.previous is not None:
+            # another node's attn1 patch keeps the full batch layout; it just sees frame-0 K/V
+            k0, v0 = first_frame_kv(k, v, frames)
+            return self.previous(q, k0, v0, extra_options)
+        return frame_attention(q, k, v, frames, heads,
+                               lambda q_, k_, v_, h: host_attention(q_, k_, v_, h, extra_options),
+                               self.chunk)
+
+
+class VideoFramesWrapper:
+    """model_function_wrapper publishing the frame count of each UNet call to the video norms."""
+
+    def __init__(self, previous=None):
+        self.previous = previous
+
+    def __call__(self, apply_model, args):
+        c = args["c"]
+        topts = c.get("transformer_options") or {}
+        if "cond_or_uncond" not in topts and args.get("cond_or_uncond") is not None:
+            topts = dict(topts, cond_or_uncond=args["cond_or_uncond"])
+        frames = frames_in_batch(args["input"].shape[0], topts, WHERE)
+        with video_frames(frames):
+            if self.previous is not None:
+                return self.previous(apply_model, args)
+            return apply_model(args["input"], args["timestep"], **c)
+
+    def to(self, device):
+        if self.previous is not None and hasattr(self.previous, "to"):
+            self.previous = self.previous.to(device)
+        return self
+
+
+class InflatedBlockMixin:
+    """Goes before a transformer block class: the block's own forward, then temporal attention.
+
+    With `vp2p_grad_checkpoint` in transformer_options (tuning) the whole block is recomputed
+    in backward instead of storing its activations."""
+
+    def forward(self, x, *args, **kwargs):
+        args = list(args)
+        if "transformer_options" in kwargs:
+            topts = kwargs["transformer_options"]
+        elif len(args) >= 2:
+            topts = args[1]
+        else:
+            topts = kwargs["transformer_options"] = {}
+        topts = topts if topts is not None else {}
+        checkpointed = bool(topts.get("vp2p_grad_checkpoint")) and torch.is_grad_enabled()
+        if checkpointed:
+            # the UNet keeps updating block/block_index in this dict: recomputation in backward
+            # must see this block's values
+            topts = dict(topts)
+            if "transformer_options" in kwargs:
+                kwargs["transformer_options"] = topts
+            else:
+                args[1] = topts
+        base_forward = super().forward
+        temporal = self._modules.get(TEMPORAL_CHILD)
+
+        def run(h):
+            out = base_forward(h, *args, **kwargs)
+            if temporal is None:
+                return out
+            block = topts.get("block")
+            key = (block[0], block[1], topts.get("block_index", 0)) if block is not None else None
+            eo = {k: v for k, v in topts.items() if k not in ("patches", "patches_replace")}
+            eo["n_heads"], eo["dim_head"] = temporal.heads, temporal.dim_head
+            if getattr(self, "attn_precision", None) is not None:
+                eo["attn_precision"] = self.attn_precision
+            frames = frames_in_batch(out.shape[0], topts, WHERE)
+            return temporal(out, frames, lambda q, k, v, h_: host_attention(q, k, v, h_, eo),
+                            topts.get(CONTROL_KEY), key, eo)
+
+        if checkpointed:
+            # the block adds residuals in place: give it a private copy of the saved input
+            return torch.utils.checkpoint.checkpoint(lambda h: run(h.clone()), x, use_reentrant=False)
+        return run(x)
+
+
+_CLASSES: dict = {}
+
+
+def _derived(mixin, cls):
+    key = (mixin, cls)
+    if key not in _CLASSES:
+        _CLASSES[key] = type(f"VP2P{mixin.__name__.replace('Mixin', '')}_{cls.__name__}", (mixin, cls), {})
+    return _CLASSES[key]
+
+
+def unwrap(module):
+    while isinstance(module, torch.nn.Module) and SOURCE_ATTR in module.__dict__:
+        module = module.__dict__[SOURCE_ATTR]
+    return module
+
+
+def shallow_copy(module: torch.nn.Module, mixin) -> torch.nn.Module:
+    """A new object of a subclass (mixin + the module's class) sharing the module's children,
+    parameters and buffers; its own containers, so adding to it never touches the original."""
+    cls = _derived(mixin, type(module))
+    new = cls.__new__(cls)
+    for k, v in module.__dict__.items():
+        new.__dict__[k] = v.copy() if isinstance(v, (dict, set)) else v
+    new.__dict__[SOURCE_ATTR] = module
+    return new
+
+
+def make_block_copy(source, temporal):
+    block = shallow_copy(source, InflatedBlockMixin)
+    if temporal is not None:
+        block._modules[TEMPORAL_CHILD] = temporal
+    return block
+
+
+def make_norm_copy(source):
+    norm = shallow_copy(source, VideoNormMixin)
+    norm.__dict__["vp2p_video_norm"] = True
+    norm.__dict__["vp2p_where"] = WHERE
+    return norm
+
+
+class Attn2Patch:
+    """attn2 replace patch: cross-attention the edit controller can read and replace."""
+
+    def __init__(self, key, previous=None):
+        self.key = tuple(key)
+        self.previous = previous
+
+    def __call__(self, q, k, v, extra_options):
+        ctx = extra_options.get(CONTROL_KEY)
+        heads = extra_options["n_heads"]
+        if ctx is not None and ctx.wants("cross", self.key):
+            return ctx.attend("cross", self.key, q, k, v, heads, extra_options)
+        if self.previous is not None:
+            return self.previous(q, k, v, extra_options)
+        return host_attention(q, k, v, heads)
