@@ -132,7 +132,7 @@ class TemporalAttention(torch.nn.Module):
         q = F.linear(h, _cast(self.to_q.weight, h))
         k = F.linear(h, _cast(self.to_k.weight, h))
         v = F.linear(h, _cast(self.to_v.weight, h))
-        if control is not None and control.wants("temporal", key):
+        if control is not None and control.wants("temporal", key, extra_options):
             o = control.attend("temporal", key, q, k, v, self.heads, extra_options)
         else:
             o = attention(q, k, v, self.heads)

@@ -29,7 +29,7 @@ class AttentionHook(Protocol):
     attention must go through `attend` at this step; `attend` computes it (q/k/v rows chunk-major,
     one chunk per branch role). StepContext is the implementation."""
 
-    def wants(self, kind: str, key) -> bool: ...
+    def wants(self, kind: str, key, extra_options: dict | None = None) -> bool: ...
 
     def attend(self, kind: str, key, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
                extra_options: dict | None = None) -> torch.Tensor: ...
@@ -291,8 +291,12 @@ class StepContext:
 
     def __init__(self, controller: AttentionControl | None, roles, step: int, steps: int,
                  fast_attention, store: AttentionStore | None = None, store_hw=None, cache=None):
+        """roles: one role per chunk of every call, or {cond_or_uncond value: role} when the host
+        forms the chunks per call (ComfyUI's calc_cond_batch batches and orders conds itself and
+        records the order in transformer_options["cond_or_uncond"])."""
         self.controller = controller
-        self.roles = list(roles)
+        self.role_of = dict(roles) if isinstance(roles, dict) else None
+        self.roles = [] if self.role_of is not None else list(roles)
         self.step = step
         self.steps = steps
         self.fast = fast_attention
@@ -304,15 +308,22 @@ class StepContext:
         c = self.controller
         return c is not None and c.edits(kind, self.step, self.steps)
 
-    def wants(self, kind, key) -> bool:
-        if TGT_C not in self.roles and SRC_C not in self.roles:
+    def roles_of_call(self, extra_options=None):
+        if self.role_of is None:
+            return self.roles
+        return [self.role_of[c] for c in (extra_options or {}).get("cond_or_uncond", ())]
+
+    def wants(self, kind, key, extra_options=None) -> bool:
+        roles = self.roles_of_call(extra_options)
+        if TGT_C not in roles and SRC_C not in roles:
             return False
         if self._edit_kind(kind):
             return True
         return kind == "cross" and self.store is not None
 
     def attend(self, kind, key, q, k, v, heads, extra_options=None):
-        n = len(self.roles)
+        roles = self.roles_of_call(extra_options)
+        n = len(roles)
         rows = q.shape[0] // n
         qs, ks, vs = (t.split(rows) for t in (q, k, v))
         outs = [self.fast(qs[i], ks[i], vs[i], heads) for i in range(n)]
@@ -321,8 +332,8 @@ class StepContext:
             (self.store_hw is None or q.shape[1] in self.store_hw)
         if not (edit or store):
             return torch.cat(outs)
-        i_src = self.roles.index(SRC_C) if SRC_C in self.roles else None
-        i_tgt = self.roles.index(TGT_C) if TGT_C in self.roles else None
+        i_src = roles.index(SRC_C) if SRC_C in roles else None
+        i_tgt = roles.index(TGT_C) if TGT_C in roles else None
         cache_key = (kind, key)
         p_src = attention_probs(qs[i_src], ks[i_src], heads) if i_src is not None else None
         if p_src is not None and self.cache is not None and i_tgt is None:

@@ -61,7 +61,7 @@ class FrameAttentionPatch:
         heads = extra_options["n_heads"]
         frames = frames_in_batch(q.shape[0], extra_options, WHERE)
         ctx = extra_options.get(CONTROL_KEY)
-        if ctx is not None and ctx.wants("frame", self.key):
+        if ctx is not None and ctx.wants("frame", self.key, extra_options):
             k0, v0 = first_frame_kv(k, v, frames)
             return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options)
         if self.previous is not None:
@@ -194,7 +194,7 @@ class Attn2Patch:
     def __call__(self, q, k, v, extra_options):
         ctx = extra_options.get(CONTROL_KEY)
         heads = extra_options["n_heads"]
-        if ctx is not None and ctx.wants("cross", self.key):
+        if ctx is not None and ctx.wants("cross", self.key, extra_options):
             return ctx.attend("cross", self.key, q, k, v, heads, extra_options)
         if self.previous is not None:
             return self.previous(q, k, v, extra_options)

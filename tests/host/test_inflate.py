@@ -106,7 +106,7 @@ def test_core_temporal_attention_zero_init_and_set_semantics():
         def __init__(self):
             self.seen = []
 
-        def wants(self, kind, key):
+        def wants(self, kind, key, extra_options=None):
             return True
 
         def attend(self, kind, key, q, k, v, heads, extra_options):
@@ -215,7 +215,7 @@ def test_control_hooks_see_the_contract_shapes(tiny, cond):
     class Ctx:
         seen = []
 
-        def wants(self, kind, key):
+        def wants(self, kind, key, extra_options=None):
             return kind in ("frame", "temporal")
 
         def attend(self, kind, key, q, k, v, heads, extra_options):
