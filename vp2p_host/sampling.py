@@ -2,10 +2,11 @@
 
 The source branch (the inversion's source prompt + its per-step null embeddings) retraces the
 input video; the target branch (target prompt + the inversion's plain empty-prompt embedding:
-decoupled guidance) is edited by copying the source branch's attention. The loop itself is
-vp2p_core.sampling.two_branch_ddim; this module evaluates the branches through the UNet
-(vp2p_host.unet) with the attn2 patches of vp2p_host.patches. With every window at 0 and no
-blend, each branch is exactly ComfyUI's own DDIM (sampler "ddim", scheduler "ddim_uniform").
+decoupled guidance) is edited by copying the source branch's attention. ComfyUI's own "ddim"
+sampler runs the loop over a DecoupledGuider (a CFGGuider, as core's Guider_PerpNeg is) that
+evaluates both branches with ComfyUI's sampling_function and applies vp2p_core's step
+(vp2p_core.sampling.two_branch_step) with the attn2 patches of vp2p_host.patches. With every
+window at 0 and no blend, each branch is exactly ComfyUI's KSampler (ddim, ddim_uniform).
 """
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ import logging
 
 import torch
 
-import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.samplers
+import latent_preview
 
 from ..vp2p_core import control as vc
-from ..vp2p_core.sampling import two_branch_ddim
+from ..vp2p_core.sampling import landing_denoised, two_branch_step
 from .checks import context_dim, fail
 from .fingerprint import model_fingerprint
 from .layout import transformer_blocks
 from .patches import CONTROL_KEY, Attn2Patch, host_attention
-from .progress import Progress, throw_if_interrupted
-from .unet import COND, UNCOND, UNetRunner
+from .progress import throw_if_interrupted
+from .unet import COND, UNCOND
 
 log = logging.getLogger("video-p2p")
 
@@ -90,102 +93,187 @@ def check_inputs(model, inv, spec, cfg):
         fail("the inversion has no empty-prompt embedding (a file of an early version): invert the video again.")
 
 
-@torch.no_grad()
-def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=True):
-    """-> (edited LATENT, source LATENT, attention-map IMAGE). `decoupled=False` (benchmark
-    ablation only) gives the target branch the source's optimised nulls."""
+def branch_conditioning(given, tensor, what):
+    """A branch's ComfyUI CONDITIONING: the one the user wired (e.g. the controller's output
+    through Apply ControlNet), checked to carry the controller's prompt, else the plain prompt."""
+    if given is None:
+        return [[tensor, {}]]
+    if not isinstance(given, (list, tuple)) or len(given) != 1:
+        fail(f"{what} must be one prompt's conditioning (got {len(given) if given else 0} entries).")
+    c = given[0][0]
+    if c.shape != tensor.shape or not torch.equal(c.float().cpu(), tensor.float().cpu()):
+        fail(f"{what} carries another prompt than the P2P Controller's: connect the controller's "
+             f"conditioning output through Apply ControlNet (or similar) into {what}, without re-encoding it.")
+    return given
+
+
+class DecoupledGuider(comfy.samplers.CFGGuider):
+    """Video-P2P's two branches as one ComfyUI guider, run by ComfyUI's own samplers.
+
+    The sampled latent is [source frames; target frames]. Each step evaluates the source branch
+    (source prompt, the inversion's null of the step) and then the target branch (target prompt,
+    the plain empty prompt) with ComfyUI's sampling_function, i.e. calc_cond_batch and the cfg
+    functions, so ControlNets, hooks, wrappers and memory management apply to both; the source
+    leaves its attention in a cache for the target to copy. Where Video-P2P rewrites a step
+    (local blend, direct inversion) the prediction handed back is the one whose DDIM step lands
+    on the rewritten latent (vp2p_core.sampling.landing_denoised)."""
+
+    def __init__(self, model_patcher, inv, spec, cfg, decoupled=True):
+        super().__init__(model_patcher)
+        self.inv, self.spec, self.decoupled = inv, spec, decoupled
+        self.set_cfg(float(cfg))
+        self.steps = len(inv.sigmas) - 1
+        self.frames = inv.x_T.shape[0]
+        self.latent_hw = tuple(inv.x_T.shape[-2:])
+        self.ctrl = spec.controller
+        self.trajectory = getattr(inv, "trajectory", None)
+        # direct inversion puts the source back on its trajectory: its prediction only serves the
+        # attention the target copies, so its unconditional half is not evaluated (guidance 1)
+        self.source_cfg = 1.0 if self.trajectory is not None else _source_guidance(inv)
+        self.reset()
+
+    def reset(self):
+        """Fresh per-run state (attention maps, blend resolution, the last step's exact latents)."""
+        wants_maps = self.ctrl.local_blend is not None or bool(self.spec.map_tokens)
+        self.store = vc.AttentionStore() if wants_maps else None
+        self.resolution = None
+        self.final = None
+
+    def set_branch_conds(self, source=None, target=None):
+        inv, spec = self.inv, self.spec
+        conds = {"positive": branch_conditioning(target, spec.target_cond, "target_conditioning"),
+                 "negative": [[inv.empty_cond, {}]],
+                 "source": branch_conditioning(source, inv.source_cond, "source_conditioning")}
+        for i in range(self.steps):
+            conds[f"null_{i}"] = [[inv.null_embeddings[i], {}]]
+        self.inner_set_conds(conds)
+
+    def _options(self, model_options, ctx):
+        mo = comfy.model_patcher.create_model_options_clone(model_options)
+        topts = mo.setdefault("transformer_options", {})
+        topts[CONTROL_KEY] = ctx
+        topts["vp2p_frames"] = self.frames
+        return mo
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        throw_if_interrupted()
+        sigmas = model_options["transformer_options"]["sample_sigmas"]
+        sigma = timestep[0]
+        i = int(torch.argmin((sigmas[:-1].to(sigma) - sigma).abs()))
+        sigma_next = sigmas[i + 1].to(sigma)
+        x_src, x_tgt = x.chunk(2)
+        t_src, t_tgt = timestep.chunk(2)
+        ctrl, store = self.ctrl, self.store
+        store_hw = None if self.resolution is None else {self.resolution[0]}
+        active = None if ctrl.is_identity() and store is None else ctrl
+        fast = lambda q, k, v, heads: host_attention(q, k, v, heads)  # noqa: E731
+        cache = {}
+        src_ctx = vc.StepContext(active, {COND: vc.SRC_C, UNCOND: vc.SRC_U}, i, self.steps, fast, store,
+                                 store_hw, cache)
+        tgt_ctx = vc.StepContext(active, {COND: vc.TGT_C, UNCOND: vc.TGT_U}, i, self.steps, fast, store,
+                                 store_hw, cache)
+        null = self.conds[f"null_{i}"]
+        den_src = comfy.samplers.sampling_function(self.inner_model, x_src, t_src, null, self.conds["source"],
+                                                   self.source_cfg, self._options(model_options, src_ctx), seed)
+        t_uncond = self.conds["negative"] if self.decoupled else null
+        den_tgt = comfy.samplers.sampling_function(self.inner_model, x_tgt, t_tgt, t_uncond, self.conds["positive"],
+                                                   self.cfg, self._options(model_options, tgt_ctx), seed)
+        if store is not None:
+            self._end_step(store)
+        lb = ctrl.local_blend
+        blend = lb is not None and lb.active(i, self.steps)
+        if self.trajectory is None and not blend:
+            return torch.cat([den_src, den_tgt])
+        if blend and (self.store is None or self.resolution is None or self.resolution[0] not in self.store.sum):
+            blend_error(self.latent_hw, self.store)
+        hooks = [lambda i_, n, xs, xt: lb.step_callback(i_, n, xs, xt, self.store, self.resolution)] if blend else []
+        nxt_src, nxt_tgt = two_branch_step(i, self.steps, x_src, x_tgt, den_src, den_tgt, sigma, sigma_next,
+                                           self.trajectory, hooks)
+        # only a rewritten branch gets a landing prediction: the other keeps ComfyUI's own step
+        src_rewritten, tgt_rewritten = self.trajectory is not None, blend
+        if i == self.steps - 1:        # the sampler lands there up to rounding: keep them exactly
+            self.final = (nxt_src if src_rewritten else None, nxt_tgt if tgt_rewritten else None)
+        return torch.cat([landing_denoised(x_src, nxt_src, sigma, sigma_next) if src_rewritten else den_src,
+                          landing_denoised(x_tgt, nxt_tgt, sigma, sigma_next) if tgt_rewritten else den_tgt])
+
+    def _end_step(self, store):
+        """Per-step bookkeeping of the attention maps; the first step fixes the resolution the
+        blend and the preview read (all the UNet produced are recorded then, so it matches the
+        UNet's rounding at any latent size)."""
+        store.end_step()
+        if self.resolution is not None:
+            return
+        picked = vc.pick_blend_resolution(store.sum, self.latent_hw)
+        if picked is None:
+            if self.ctrl.local_blend is not None:
+                blend_error(self.latent_hw, store)
+            log.warning("no cross-attention maps fit the %s latent; attention_maps is blank.", self.latent_hw)
+            self.store = None
+        else:
+            self.resolution = picked
+            store.keep_only(picked[0])
+
+    def run(self, callback=None):
+        """Samples both branches from the inversion's x_T -> (source, edited) model-space-free latents."""
+        self.reset()
+        x_T = self.inv.x_T.float()
+        fmt = self.model_patcher.model.latent_format
+        latent = fmt.process_out(torch.cat([x_T, x_T]))
+        out = super().sample(torch.zeros_like(latent), latent, comfy.samplers.sampler_object("ddim"),
+                             self.inv.sigmas.float(), callback=callback, disable_pbar=True, seed=0)
+        halves = list(out.chunk(2))
+        for k, exact in enumerate(self.final or ()):
+            if exact is not None:
+                halves[k] = fmt.process_out(exact)
+        return [t.float().cpu() for t in halves]
+
+    def sample(self, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None, disable_pbar=False,
+               seed=None):
+        """SamplerCustomAdvanced's entry: the edit starts from the inversion's noise, not from
+        `noise`/`latent_image`, and runs on the inversion's own schedule; returns the edited frames."""
+        if len(sigmas) != len(self.inv.sigmas) or not torch.allclose(sigmas.float().cpu(), self.inv.sigmas.float(),
+                                                                      rtol=1e-4, atol=1e-6):
+            fail(f"the sigmas differ from the inversion's schedule ({self.steps} steps, ddim_uniform): use "
+                 f"BasicScheduler with scheduler ddim_uniform and steps {self.steps} (denoise 1.0).")
+        if denoise_mask is not None:
+            fail("a latent noise mask is not supported: the local blend of the P2P Controller limits the edit.")
+        cb = None if callback is None else (lambda step, x0, x, total: callback(step, x0.chunk(2)[1], x.chunk(2)[1],
+                                                                                   total))
+        src, edited = self.run(cb)
+        return self.model_patcher.model.latent_format.process_in(edited)
+
+
+def decoupled_guider(model, inv, spec, cfg, source=None, target=None, decoupled=True):
+    """The Decoupled Guider node's GUIDER (the edit through SamplerCustomAdvanced)."""
     check_inputs(model, inv, spec, cfg)
-    steps = len(inv.sigmas) - 1
-    frames = inv.x_T.shape[0]
-    latent_hw = tuple(inv.x_T.shape[-2:])
-    clone = patched_clone(model)
-    runner = UNetRunner(clone)
-    dev = runner.device
-    ctrl = spec.controller
-    # the blend/preview resolution is read from the maps the UNet produces in the first step
-    # (all resolutions are recorded then), so it matches the UNet's rounding at any latent size
-    state = {"store": vc.AttentionStore() if ctrl.local_blend is not None or spec.map_tokens else None,
-             "resolution": None}
-    if branch_batching == "auto":
-        branch_batching = "batched"
-        if dev.type != "cpu":
-            need = clone.model.memory_required([4 * frames] + list(inv.x_T.shape[1:])) \
-                if hasattr(clone.model, "memory_required") else 0
-            if need > mm.get_free_memory(dev):
-                branch_batching = "source-first"
-    fast = lambda q, k, v, heads: host_attention(q, k, v, heads)  # noqa: E731
-    tgt_cond = spec.target_cond.to(dev)
-    src_cond = inv.source_cond.to(dev)
-    tgt_uncond = inv.empty_cond.to(dev)
-    src_cfg = _source_guidance(inv)
-    # direct inversion: the source branch is put back on the inversion trajectory after every
-    # step; its own prediction only serves the attention the target copies, so its
-    # unconditional half is not evaluated (nor for the official fast mode, sampled at guidance 1)
+    _check_trajectory(inv)
+    guider = DecoupledGuider(patched_clone(model), inv, spec, cfg, decoupled)
+    guider.set_branch_conds(source, target)
+    return guider
+
+
+def _check_trajectory(inv):
+    steps, frames = len(inv.sigmas) - 1, inv.x_T.shape[0]
     trajectory = getattr(inv, "trajectory", None)
     if trajectory is not None and tuple(trajectory.shape[:2]) != (steps + 1, frames):
         fail(f"the inversion's trajectory has shape {tuple(trajectory.shape)}, expected {steps + 1} "
              f"steps of {frames} frames: invert again.")
-    src_guided = trajectory is None and src_cfg != 1.0
-    src_roles = [vc.SRC_U, vc.SRC_C] if src_guided else [vc.SRC_C]
-    src_kinds = [UNCOND, COND] if src_guided else [COND]
 
-    def denoise_step(i, x_src, x_tgt):
-        sigma = inv.sigmas[i].to(dev)
-        src_null = inv.null_embeddings[i].to(dev)
-        t_uncond = tgt_uncond if decoupled else src_null
-        src_ctx = [src_null, src_cond] if src_guided else [src_cond]
-        store, res = state["store"], state["resolution"]
-        store_hw = None if res is None else {res[0]}
-        extra = {"vp2p_frames": frames}
-        if branch_batching == "batched":
-            roles = src_roles + [vc.TGT_U, vc.TGT_C]
-            ctx = vc.StepContext(None if ctrl.is_identity() and store is None else ctrl, roles, i, steps,
-                                 fast, store, store_hw)
-            out = runner.denoise([x_src] * len(src_roles) + [x_tgt, x_tgt], sigma,
-                                 src_ctx + [t_uncond, tgt_cond], src_kinds + [UNCOND, COND],
-                                 dict(extra, **{CONTROL_KEY: ctx}))
-            src_out, (tu, tc) = out[:len(src_roles)], out[len(src_roles):]
-        else:
-            cache = {}
-            ctx = vc.StepContext(ctrl, src_roles, i, steps, fast, store, store_hw, cache)
-            src_out = runner.denoise([x_src] * len(src_roles), sigma, src_ctx, src_kinds,
-                                     dict(extra, **{CONTROL_KEY: ctx}))
-            ctx = vc.StepContext(ctrl, [vc.TGT_U, vc.TGT_C], i, steps, fast, store, store_hw, cache)
-            tu, tc = runner.denoise([x_tgt, x_tgt], sigma, [t_uncond, tgt_cond], [UNCOND, COND],
-                                    dict(extra, **{CONTROL_KEY: ctx}))
-        if src_guided:
-            su, sc = src_out
-            den_src = su + (sc - su) * src_cfg
-        else:
-            den_src = src_out[0]
-        den_tgt = tu + (tc - tu) * cfg
-        if store is not None:
-            store.end_step()
-            if res is None:
-                picked = vc.pick_blend_resolution(store.sum, latent_hw)
-                if picked is None:
-                    if ctrl.local_blend is not None:
-                        blend_error(latent_hw, store)
-                    log.warning("no cross-attention maps fit the %s latent; attention_maps is blank.", latent_hw)
-                    state["store"] = None
-                else:
-                    state["resolution"] = picked
-                    store.keep_only(picked[0])
-        return den_src, den_tgt
 
-    hooks = []
-    if ctrl.local_blend is not None:
-        def blend(i, n, x_src, x_tgt):
-            store, res = state["store"], state["resolution"]
-            if ctrl.local_blend.active(i, n) and (store is None or res is None or res[0] not in store.sum):
-                blend_error(latent_hw, store)
-            return ctrl.local_blend.step_callback(i, n, x_src, x_tgt, store, res)
-        hooks.append(blend)
-    bar = Progress(steps)
-    x_src, x_tgt = two_branch_ddim(denoise_step, inv.x_T.to(dev).float(), inv.sigmas.to(dev), trajectory, hooks,
-                                   throw_if_interrupted, lambda i, n: bar.update(i + 1))
-    edited = {"samples": runner.to_latent_space(x_tgt)}
-    source = {"samples": runner.to_latent_space(x_src)}
-    res = state["resolution"]
-    maps_img = attention_map_image(state["store"], spec, res[0] if res else None, latent_hw, frames)
-    return (edited, source, maps_img)
+@torch.no_grad()
+def decoupled_sample(model, inv, spec, cfg, branch_batching="auto", decoupled=True, source=None, target=None):
+    """-> (edited LATENT, source LATENT, attention-map IMAGE), through ComfyUI's ddim sampler.
+    `branch_batching` is kept for saved workflows: ComfyUI's calc_cond_batch evaluates each
+    branch (its uncond and cond batched), source first. `decoupled=False` (benchmark ablation
+    only) gives the target branch the source's optimised nulls."""
+    guider = decoupled_guider(model, inv, spec, cfg, source, target, decoupled)
+    steps = guider.steps
+    preview = latent_preview.prepare_callback(guider.model_patcher, steps)
+
+    def callback(step, x0, x, total):          # preview the edited frames
+        preview(step, x0.chunk(2)[1], x, total)
+
+    source_lat, edited_lat = guider.run(callback)
+    res = guider.resolution
+    maps_img = attention_map_image(guider.store, spec, res[0] if res else None, guider.latent_hw, guider.frames)
+    return ({"samples": edited_lat}, {"samples": source_lat}, maps_img)
