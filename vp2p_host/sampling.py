@@ -140,12 +140,18 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
         self.final = None
 
     def set_branch_conds(self, source=None, target=None):
+        """A branch's unconditional half (the step's null, the empty prompt) carries the ControlNet
+        of the branch's conditioning, as Apply ControlNet puts it on positive and negative alike."""
         inv, spec = self.inv, self.spec
-        conds = {"positive": branch_conditioning(target, spec.target_cond, "target_conditioning"),
-                 "negative": [[inv.empty_cond, {}]],
-                 "source": branch_conditioning(source, inv.source_cond, "source_conditioning")}
+        target = branch_conditioning(target, spec.target_cond, "target_conditioning")
+        source = branch_conditioning(source, inv.source_cond, "source_conditioning")
+
+        def uncond(tensor, branch):
+            control = branch[0][1].get("control")
+            return [[tensor, {} if control is None else {"control": control}]]
+        conds = {"positive": target, "negative": uncond(inv.empty_cond, target), "source": source}
         for i in range(self.steps):
-            conds[f"null_{i}"] = [[inv.null_embeddings[i], {}]]
+            conds[f"null_{i}"] = uncond(inv.null_embeddings[i], source)
         self.inner_set_conds(conds)
 
     def _options(self, model_options, ctx):
