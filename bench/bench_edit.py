@@ -40,10 +40,10 @@ def main():
     _, tl = _common.boot()
     model, clip, _ = _common.tiny_models(channel_mult=(1, 2), model_channels=32)
     model = tl.host.inflation.inflate(model, True, True, 0, 0)
-    ctrl, sampler = tl.pack_nodes.edit.VP2PController(), tl.host.sampling
+    ctrl, sampler = tl.pack_nodes.edit.VP2PController, tl.host.sampling
     base = dict(reweight_words="", reweight_scales="", blend_words="", blend_threshold=0.3, blend_start=0.2,
                 controlled_layers="cross+temporal (paper)", map_words="")
-    specs = {k: ctrl.build(clip, "a red circle", "a blue circle", "swap", **dict(base, **v))[0]
+    specs = {k: ctrl.execute(clip, "a red circle", "a blue circle", "swap", **dict(base, **v))[0]
              for k, v in VARIANTS.items()}
     dev = model.load_device
     print(f"Decoupled Sampler, tiny inflated model, latent {a.latent}x{a.latent}, {a.steps} steps, "

@@ -55,13 +55,13 @@ def main():
     import comfy.model_management as mm
     sc = tl.host.checkpoint
     infl, tune, inv_mod = tl.host.inflation, tl.host.tuning, tl.host.inversion
-    ctrl_node, sampler = tl.pack_nodes.edit.VP2PController(), tl.host.sampling
+    ctrl_node, sampler = tl.pack_nodes.edit.VP2PController, tl.host.sampling
     cfg = sd15_config(a.tiny)
     latent = 8 if a.tiny else 64
     clip = sc.build_clip(cfg)
     src, tgt = "a man riding a bike", "a man riding a motorbike"
     cond, empty = tl.encode(clip, src), tl.encode(clip, "")
-    spec = ctrl_node.build(clip, src, tgt, "swap", 0.2, 0.5, "", "", "", 0.3, 0.2, "cross+temporal (paper)", "")[0]
+    spec = ctrl_node.execute(clip, src, tgt, "swap", 0.2, 0.5, "", "", "", 0.3, 0.2, "cross+temporal (paper)", "")[0]
     dev = mm.get_torch_device()
     print(f"device {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}), "
           f"latent {latent}x{latent}, {a.steps} DDIM steps, tuning {a.tune_steps} steps, torch {torch.__version__}")

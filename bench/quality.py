@@ -84,15 +84,15 @@ class Runner:
         self.world, self.oracle = self.tl.toy.world, self.tl.toy.oracle
         self.infl, self.tune = self.tl.host.inflation, self.tl.host.tuning
         self.inv, self.sampler = self.tl.host.inversion, self.tl.host.sampling
-        self.ctrl = self.tl.pack_nodes.edit.VP2PController()
+        self.ctrl = self.tl.pack_nodes.edit.VP2PController
         self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
 
     def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True):
         c = case
-        return self.ctrl.build(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
-                               0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
-                               c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
-                               layers, "")[0]
+        return self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
+                                 0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
+                                 c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
+                                 layers, "")[0]
 
     def decode(self, latent):
         import torch

@@ -1,17 +1,27 @@
-"""What every node class shares: the category and the display name put on the host layer's
-errors (host code says what is wrong and the fix; the node says who it is)."""
+"""What every node class shares: the V3 API of ComfyUI (through its versioned module), the
+category, the pack's own socket types, the display name put on the host layer's errors (host
+code says what is wrong and the fix; the node says who it is) and the combo check."""
 from __future__ import annotations
 
 import functools
+
+from comfy_api.v0_0_2 import io
 
 from ..vp2p_core.prompts import PromptError
 from ..vp2p_host.checks import InputError, NodeInputError, NodeMissingFileError
 
 CATEGORY = "video-p2p"
+# research-grade nodes carry ComfyUI's experimental flag: the editor shows them with a BETA badge
+# (and still lists them; its "Show experimental nodes in search" setting is on by default)
+EXPERIMENTAL = True
+
+# the pack's socket types (saved workflows name them: never rename)
+Inversion = io.Custom("VP2P_INVERSION")
+Controller = io.Custom("VP2P_CONTROLLER")
 
 
 def named(display_name: str):
-    """Decorator for a node's function: host/core input errors come out as NodeInputError
+    """Decorator for a node's execute: host/core input errors come out as NodeInputError
     '<display name>: <message>'."""
     def wrap(fn):
         @functools.wraps(fn)
@@ -25,3 +35,23 @@ def named(display_name: str):
                 raise cls(f"{display_name}: {e}") from None
         return call
     return wrap
+
+
+def check_options(node, **values):
+    """A node's validate_inputs for its combos: True, or what is wrong. ComfyUI checks a combo
+    value against its options only for V1 definitions; the V3 combos of the supported versions
+    (0.3.52 to 0.3.7x) reach the node unchecked, so the nodes check them here, before anything
+    runs, as before. A value that comes from a link (None while validating) is not checked."""
+    inputs = {i.id: i for i in node.define_schema().inputs}     # (the executor's class clone is locked)
+    for name, value in values.items():
+        options = inputs[name].options
+        if value is not None and value not in options:
+            shown = ", ".join(map(str, options[:20])) + (" ..." if len(options) > 20 else "")
+            return f"{name} must be one of {shown} (got {value!r})"
+    return True
+
+
+def hidden(node, name: str):
+    """A hidden input (prompt, extra_pnginfo) of a running node; None when the node is called
+    directly rather than by ComfyUI's executor."""
+    return getattr(node.hidden, name) if node.hidden is not None else None

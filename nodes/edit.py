@@ -1,101 +1,171 @@
-"""Edit nodes: P2P Controller (the prompt-to-prompt edit) and Decoupled Sampler."""
+"""Edit nodes: P2P Controller (the prompt-to-prompt edit), Decoupled Sampler and Decoupled Guider."""
 from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
 
 from ..vp2p_core import prompts
 from ..vp2p_host import sampling, text
-from ._common import CATEGORY, named
+from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_options, named
 
 CONTROLLER = "P2P Controller"
 SAMPLER = "Decoupled Sampler"
+GUIDER = "Decoupled Guider"
+BRANCH_COND_HELP = ("optional: the P2P Controller's {} conditioning after Apply ControlNet or similar; the "
+                    "prompt must be the controller's")
 
 
-class VP2PController:
+class VP2PController(io.ComfyNode):
     """Aligns the source and target prompts and chooses which attention the edit copies."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "clip": ("CLIP", {"tooltip": "The checkpoint's CLIP: encodes both prompts and tokenises them "
-                                             "for the alignment."}),
-                "source_text": ("STRING", {"multiline": True, "default": "a man riding a bike", "tooltip":
-                    "Describes the input video; must be the prompt the video was tuned and inverted with."}),
-                "target_text": ("STRING", {"multiline": True, "default": "a man riding a motorbike", "tooltip":
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PController",
+            display_name=CONTROLLER,
+            category=CATEGORY,
+            description="Align the source and target prompts and choose which attention the edit copies "
+                        "(prompt-to-prompt).",
+            is_experimental=EXPERIMENTAL,
+            inputs=[
+                io.Clip.Input("clip", tooltip="The checkpoint's CLIP: encodes both prompts and tokenises them "
+                                              "for the alignment."),
+                io.String.Input("source_text", multiline=True, default="a man riding a bike", tooltip=
+                    "Describes the input video; must be the prompt the video was tuned and inverted with."),
+                io.String.Input("target_text", multiline=True, default="a man riding a motorbike", tooltip=
                     "The edited description. swap: same number of words, some replaced; refine: words "
-                    "added or removed; reweight: the same prompt (or an edit) with some words stronger."}),
-                "mode": (["swap", "refine", "reweight"], {"tooltip":
+                    "added or removed; reweight: the same prompt (or an edit) with some words stronger."),
+                io.Combo.Input("mode", options=["swap", "refine", "reweight"], tooltip=
                     "swap = AttentionReplace (word swap), refine = AttentionRefine (added/removed words), "
-                    "reweight = AttentionReweight (scale words' attention; chain on a swap/refine via previous)."}),
-                "cross_replace": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                    "reweight = AttentionReweight (scale words' attention; chain on a swap/refine via previous)."),
+                io.Float.Input("cross_replace", default=0.2, min=0.0, max=1.0, step=0.05, tooltip=
                     "Fraction of the first sampling steps in which the target copies the source's "
-                    "cross-attention (paper: 0.2). Higher keeps more of the source layout and shape."}),
-                "self_replace": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                    "cross-attention (paper: 0.2). Higher keeps more of the source layout and shape."),
+                io.Float.Input("self_replace", default=0.5, min=0.0, max=1.0, step=0.05, tooltip=
                     "Fraction of the first steps in which temporal (and, if chosen, frame) attention is "
                     "copied from the source (paper: 0.5). Higher keeps motion and background; lower "
-                    "allows bigger shape changes."}),
-                "reweight_words": ("STRING", {"default": "", "tooltip":
-                    "reweight mode: comma-separated words of the target prompt to strengthen/weaken."}),
-                "reweight_scales": ("STRING", {"default": "", "tooltip":
-                    "One scale for all reweight words or one per word, e.g. '2' or '2, 0.5' (1 = unchanged)."}),
-                "blend_words": ("STRING", {"default": "", "tooltip":
+                    "allows bigger shape changes."),
+                io.String.Input("reweight_words", default="", tooltip=
+                    "reweight mode: comma-separated words of the target prompt to strengthen/weaken."),
+                io.String.Input("reweight_scales", default="", tooltip=
+                    "One scale for all reweight words or one per word, e.g. '2' or '2, 0.5' (1 = unchanged)."),
+                io.String.Input("blend_words", default="", tooltip=
                     "Local blend: comma-separated words (of either prompt) whose attention marks the region "
-                    "that may change; outside it every frame keeps the source. Empty = no blend."}),
-                "blend_threshold": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                    "that may change; outside it every frame keeps the source. Empty = no blend."),
+                io.Float.Input("blend_threshold", default=0.3, min=0.0, max=1.0, step=0.05, tooltip=
                     "Local blend mask = normalised attention of the blend words above this value. "
-                    "Raise it if too much changes, lower it if the edit is cut off."}),
-                "blend_start": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
-                    "Fraction of steps after which the local blend is applied."}),
-                "controlled_layers": (list(prompts.LAYER_CHOICES), {"tooltip":
+                    "Raise it if too much changes, lower it if the edit is cut off."),
+                io.Float.Input("blend_start", default=0.2, min=0.0, max=1.0, step=0.05, tooltip=
+                    "Fraction of steps after which the local blend is applied."),
+                io.Combo.Input("controlled_layers", options=list(prompts.LAYER_CHOICES), tooltip=
                     "Which attention layers the edit controls: the paper controls cross-attention and "
-                    "temporal attention; adding frame attention keeps even more of the source."}),
-                "map_words": ("STRING", {"default": "", "tooltip":
+                    "temporal attention; adding frame attention keeps even more of the source."),
+                io.String.Input("map_words", default="", tooltip=
                     "Words whose cross-attention the sampler shows in its attention_maps image "
-                    "(empty = the changed words)."}),
-            },
-            "optional": {"previous": ("VP2P_CONTROLLER", {"tooltip":
-                "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."}),
-                "preset": (list(prompts.PRESETS), {"default": prompts.CUSTOM, "tooltip": prompts.PRESET_HELP})},
-        }
+                    "(empty = the changed words)."),
+                Controller.Input("previous", optional=True, tooltip=
+                    "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."),
+                io.Combo.Input("preset", options=list(prompts.PRESETS), default=prompts.CUSTOM, optional=True,
+                               tooltip=prompts.PRESET_HELP),
+            ],
+            outputs=[
+                Controller.Output(display_name="controller", tooltip=
+                    "The edit (aligned tokens, attention control, local blend) for the Decoupled Sampler "
+                    "or Decoupled Guider."),
+                io.Conditioning.Output(display_name="source", tooltip=
+                    "The source prompt encoded once (it carries the text): tune and invert the video with it."),
+                io.Conditioning.Output(display_name="target", tooltip="The target prompt encoded."),
+            ],
+        )
 
-    RETURN_TYPES = ("VP2P_CONTROLLER", "CONDITIONING", "CONDITIONING")
-    RETURN_NAMES = ("controller", "source", "target")
-    FUNCTION = "build"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Align the source and target prompts and choose which attention the edit copies (prompt-to-prompt)."
-
-    @named(CONTROLLER)
-    def build(self, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
-              reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-              previous=None, preset=prompts.CUSTOM):
-        return text.build_control(clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
-                                  reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers,
-                                  map_words, previous=previous, preset=preset)
-
-
-class VP2PDecoupledSampler:
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "The same (tuned) model the video was inverted with."}),
-                "inversion": ("VP2P_INVERSION", {"tooltip": "From Shared Null-Text Invert (or Load Inversion)."}),
-                "controller": ("VP2P_CONTROLLER", {"tooltip": "From P2P Controller."}),
-                "cfg": ("FLOAT", {"default": 7.5, "min": 1.0, "max": 30.0, "step": 0.5, "tooltip":
-                    "Guidance of the target (edited) branch, against the inversion's plain empty-prompt embedding. The source "
-                    "branch keeps the inversion's cfg and optimised null embeddings."}),
-                "branch_batching": (["auto", "batched", "source-first"], {"tooltip":
+    def validate_inputs(cls, mode=None, controlled_layers=None, preset=None):
+        return check_options(cls, mode=mode, controlled_layers=controlled_layers, preset=preset)
+
+    @classmethod
+    @named(CONTROLLER)
+    def execute(cls, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
+                reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
+                previous=None, preset=prompts.CUSTOM):
+        return io.NodeOutput(*text.build_control(
+            clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words, reweight_scales,
+            blend_words, blend_threshold, blend_start, controlled_layers, map_words, previous=previous,
+            preset=preset))
+
+
+def _cfg_input():
+    """The target branch's guidance: one widget for the sampler and the guider."""
+    return io.Float.Input("cfg", default=7.5, min=1.0, max=30.0, step=0.5, tooltip=
+        "Guidance of the target (edited) branch, against the inversion's plain empty-prompt embedding. The "
+        "source branch keeps the inversion's cfg and optimised null embeddings.")
+
+
+def _edit_inputs():
+    return [io.Model.Input("model", tooltip="The same (tuned) model the video was inverted with."),
+            Inversion.Input("inversion", tooltip="From Shared Null-Text Invert (or Load Inversion)."),
+            Controller.Input("controller", tooltip="From P2P Controller.")]
+
+
+def _branch_inputs():
+    return [io.Conditioning.Input("source_conditioning", optional=True, tooltip=BRANCH_COND_HELP.format("source")),
+            io.Conditioning.Input("target_conditioning", optional=True, tooltip=BRANCH_COND_HELP.format("target"))]
+
+
+class VP2PDecoupledSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PDecoupledSampler",
+            display_name=SAMPLER,
+            category=CATEGORY,
+            description="Edit the inverted video: the source branch retraces it, the target branch follows the "
+                        "target prompt with the source's attention.",
+            is_experimental=EXPERIMENTAL,
+            inputs=_edit_inputs() + [
+                _cfg_input(),
+                io.Combo.Input("branch_batching", options=["auto", "batched", "source-first"], tooltip=
                     "batched: both branches in one UNet call (fastest); source-first: source then target "
                     "per step, caching the source attention (half the activation memory, identical edits "
-                    "up to float rounding); auto: batched if it fits in free memory."}),
-            }
-        }
+                    "up to float rounding); auto: batched if it fits in free memory."),
+            ] + _branch_inputs(),
+            outputs=[
+                io.Latent.Output(display_name="edited", tooltip="The edited video (one latent per frame)."),
+                io.Latent.Output(display_name="source", tooltip=
+                    "The source branch: the video reconstructed from the inversion (shows what the edit keeps)."),
+                io.Image.Output(display_name="attention_maps", tooltip=
+                    "Cross-attention of the map words (or the changed words) per frame, source and target rows."),
+            ],
+        )
 
-    RETURN_TYPES = ("LATENT", "LATENT", "IMAGE")
-    RETURN_NAMES = ("edited", "source", "attention_maps")
-    DESCRIPTION = "Edit the inverted video: the source branch retraces it, the target branch follows the target prompt with the source's attention."
-    FUNCTION = "sample"
-    CATEGORY = CATEGORY
+    @classmethod
+    def validate_inputs(cls, branch_batching=None):
+        return check_options(cls, branch_batching=branch_batching)
 
+    @classmethod
     @named(SAMPLER)
-    def sample(self, model, inversion, controller, cfg, branch_batching):
-        return sampling.decoupled_sample(model, inversion, controller, cfg, branch_batching)
+    def execute(cls, model, inversion, controller, cfg, branch_batching, source_conditioning=None,
+                target_conditioning=None):
+        return io.NodeOutput(*sampling.decoupled_sample(model, inversion, controller, cfg, branch_batching,
+                                                        source=source_conditioning, target=target_conditioning))
+
+
+class VP2PDecoupledGuider(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PDecoupledGuider",
+            display_name=GUIDER,
+            category=CATEGORY,
+            description="Video-P2P's decoupled two-branch edit as a GUIDER for SamplerCustomAdvanced (use the "
+                        "ddim sampler and the inversion's schedule: BasicScheduler ddim_uniform with the "
+                        "inversion's steps); outputs the edited latent",
+            is_experimental=EXPERIMENTAL,
+            inputs=_edit_inputs() + [_cfg_input()] + _branch_inputs(),
+            outputs=[io.Guider.Output(tooltip=
+                "For SamplerCustomAdvanced: its output is the edited video; the source branch runs alongside.")],
+        )
+
+    @classmethod
+    @named(GUIDER)
+    def execute(cls, model, inversion, controller, cfg, source_conditioning=None, target_conditioning=None):
+        return io.NodeOutput(sampling.decoupled_guider(model, inversion, controller, cfg,
+                                                       source=source_conditioning, target=target_conditioning))

@@ -7,66 +7,98 @@ import json
 import numpy as np
 import torch
 
+from comfy_api.v0_0_2 import io
+
 from ..vp2p_host import checkpoint
 from ..vp2p_host.checks import InputError
 from ..vp2p_toy import oracle, world
-from ._common import named
+from ._common import check_options, named
 
 LOADER = "Load Small SD1.x Checkpoint (VP2P)"
 VIDEO = "Toy World Video (VP2P)"
 ORACLE = "Toy World Oracle (VP2P)"
 
 
-class VP2PLoadSmallCheckpoint:
+class VP2PLoadSmallCheckpoint(io.ComfyNode):
     """Loads SD1.x-architecture checkpoints of reduced width (the embedded toy-world model)."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"ckpt_name": (checkpoint.list_small_checkpoints(), {"tooltip":
-            f"Files in ComfyUI's models/{checkpoint.MODEL_KIND}/ folder (and the toy model shipped with the pack). "
-            "Regular SD1.5 checkpoints load with core Load Checkpoint."})}}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PLoadSmallCheckpoint",
+            display_name=LOADER,
+            category="video-p2p/loaders",
+            description="Loads SD1.x-architecture checkpoints of reduced width (the embedded toy-world model).",
+            inputs=[io.Combo.Input("ckpt_name", options=checkpoint.list_small_checkpoints(), tooltip=
+                f"Files in ComfyUI's models/{checkpoint.MODEL_KIND}/ folder (and the toy model shipped with the "
+                "pack). Regular SD1.5 checkpoints load with core Load Checkpoint.")],
+            outputs=[
+                io.Model.Output(tooltip="The checkpoint's UNet (an SD1.x architecture, reduced width)."),
+                io.Clip.Output(tooltip="The checkpoint's text encoder (SD1 tokenizer)."),
+                io.Vae.Output(tooltip="The checkpoint's autoencoder (TAESD-style)."),
+            ],
+        )
 
-    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
-    FUNCTION = "load"
-    CATEGORY = "video-p2p/loaders"
+    @classmethod
+    def validate_inputs(cls, ckpt_name=None):
+        return check_options(cls, ckpt_name=ckpt_name)
 
+    @classmethod
     @named(LOADER)
-    def load(self, ckpt_name):
-        return checkpoint.load_by_name(ckpt_name)
+    def execute(cls, ckpt_name):
+        return io.NodeOutput(*checkpoint.load_by_name(ckpt_name))
 
 
-class VP2PToyWorldVideo:
+class VP2PToyWorldVideo(io.ComfyNode):
     """Renders a toy-world video: one object moving over a textured background."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "shape": (list(world.SHAPES), {"tooltip": "The object's shape."}),
-            "colour": (list(world.COLOURS), {"tooltip": "The object's colour."}),
-            "background": (list(world.BACKGROUNDS), {"tooltip": "The background texture."}),
-            "background_colour": (list(world.BG_COLOURS), {"tooltip": "The background colour."}),
-            "frames": ("INT", {"default": 8, "min": 1, "max": 256, "tooltip": "Number of frames."}),
-            "size": ("INT", {"default": 64, "min": 32, "max": 512, "step": 8, "tooltip":
-                "Frame size in pixels (the toy model was trained at 64)."}),
-            "start_x": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Object centre in the first frame (fraction of the width)."}),
-            "start_y": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Object centre in the first frame (fraction of the height)."}),
-            "end_x": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Object centre in the last frame (fraction of the width)."}),
-            "end_y": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Object centre in the last frame (fraction of the height)."}),
-            "radius": ("FLOAT", {"default": 0.22, "min": 0.05, "max": 0.45, "step": 0.01, "tooltip":
-                "Object radius as a fraction of the frame size."}),
-            "end_radius": ("FLOAT", {"default": 0.22, "min": 0.05, "max": 0.45, "step": 0.01, "tooltip": "Object radius in the last frame (it grows or shrinks linearly)."}),
-            "texture_seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "tooltip": "Seed of the background texture."}),
-        }}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PToyWorldVideo",
+            display_name=VIDEO,
+            category="video-p2p/toy world",
+            description="A procedural test video with known truth (object mask, colour, shape, motion).",
+            inputs=[
+                io.Combo.Input("shape", options=list(world.SHAPES), tooltip="The object's shape."),
+                io.Combo.Input("colour", options=list(world.COLOURS), tooltip="The object's colour."),
+                io.Combo.Input("background", options=list(world.BACKGROUNDS), tooltip="The background texture."),
+                io.Combo.Input("background_colour", options=list(world.BG_COLOURS), tooltip="The background colour."),
+                io.Int.Input("frames", default=8, min=1, max=256, tooltip="Number of frames."),
+                io.Int.Input("size", default=64, min=32, max=512, step=8, tooltip=
+                    "Frame size in pixels (the toy model was trained at 64)."),
+                io.Float.Input("start_x", default=0.3, min=0.0, max=1.0, step=0.01, tooltip=
+                    "Object centre in the first frame (fraction of the width)."),
+                io.Float.Input("start_y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip=
+                    "Object centre in the first frame (fraction of the height)."),
+                io.Float.Input("end_x", default=0.7, min=0.0, max=1.0, step=0.01, tooltip=
+                    "Object centre in the last frame (fraction of the width)."),
+                io.Float.Input("end_y", default=0.5, min=0.0, max=1.0, step=0.01, tooltip=
+                    "Object centre in the last frame (fraction of the height)."),
+                io.Float.Input("radius", default=0.22, min=0.05, max=0.45, step=0.01, tooltip=
+                    "Object radius as a fraction of the frame size."),
+                io.Float.Input("end_radius", default=0.22, min=0.05, max=0.45, step=0.01, tooltip=
+                    "Object radius in the last frame (it grows or shrinks linearly)."),
+                io.Int.Input("texture_seed", default=0, min=0, max=2 ** 31 - 1, tooltip="Seed of the background texture."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames", tooltip="The rendered video, one image per frame."),
+                io.String.Output(display_name="caption", tooltip=
+                    "The scene described in the toy model's vocabulary (the source prompt)."),
+                io.Mask.Output(display_name="object_mask", tooltip="Where the object is, per frame (the truth)."),
+                io.String.Output(display_name="spec_json", tooltip="All settings of the scene as JSON."),
+            ],
+        )
 
-    RETURN_TYPES = ("IMAGE", "STRING", "MASK", "STRING")
-    RETURN_NAMES = ("frames", "caption", "object_mask", "spec_json")
-    FUNCTION = "render"
-    CATEGORY = "video-p2p/toy world"
-    DESCRIPTION = "A procedural test video with known truth (object mask, colour, shape, motion)."
+    @classmethod
+    def validate_inputs(cls, shape=None, colour=None, background=None, background_colour=None):
+        return check_options(cls, shape=shape, colour=colour, background=background,
+                             background_colour=background_colour)
 
+    @classmethod
     @named(VIDEO)
-    def render(self, shape, colour, background, background_colour, frames, size, start_x, start_y, end_x, end_y,
-               radius, end_radius, texture_seed):
+    def execute(cls, shape, colour, background, background_colour, frames, size, start_x, start_y, end_x, end_y,
+                radius, end_radius, texture_seed):
         try:
             spec = world.WorldSpec(shape=shape, colour=colour, background=background,
                                    background_colour=background_colour, frames=frames, size=size,
@@ -77,29 +109,32 @@ class VP2PToyWorldVideo:
         video, truth = world.render(spec)
         images = torch.from_numpy(video.astype(np.float32) / 255.0)
         masks = torch.from_numpy(truth["masks"].astype(np.float32))
-        return (images, spec.caption, masks, world.spec_json(spec))
+        return io.NodeOutput(images, spec.caption, masks, world.spec_json(spec))
 
 
-class VP2PToyWorldOracle:
+class VP2PToyWorldOracle(io.ComfyNode):
     """Reads each frame's object colour and shape from pixels (for toy-world checks)."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"images": ("IMAGE", {"tooltip": "Frames of a toy-world video (e.g. the decoded edit)."})}}
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VP2PToyWorldOracle",
+            display_name=ORACLE,
+            category="video-p2p/toy world",
+            description="Per-frame colour and shape of the toy-world object, read from the pixels.",
+            is_output_node=True,
+            inputs=[io.Image.Input("images", tooltip="Frames of a toy-world video (e.g. the decoded edit).")],
+            outputs=[io.String.Output(display_name="report", tooltip=
+                "JSON list, one entry per frame: the colour, shape and centre the oracle reads.")],
+        )
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("report",)
-    FUNCTION = "judge"
-    OUTPUT_NODE = True
-    CATEGORY = "video-p2p/toy world"
-    DESCRIPTION = "Per-frame colour and shape of the toy-world object, read from the pixels."
-
+    @classmethod
     @named(ORACLE)
-    def judge(self, images):
+    def execute(cls, images):
         if images.ndim != 4 or images.shape[0] == 0:
             raise InputError("expects an IMAGE batch [frames, H, W, 3].")
         frames = (images[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
         rows = [{k: v for k, v in oracle.classify(f).items() if k in ("colour", "shape", "centre")} for f in frames]
         report = json.dumps(rows)
         lines = [f"{i}: {r['colour']} {r['shape']}" for i, r in enumerate(rows)]
-        return {"ui": {"text": lines}, "result": (report,)}
+        return io.NodeOutput(report, ui={"text": lines})

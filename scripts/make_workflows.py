@@ -18,20 +18,29 @@ LINK_TYPES_SKIP = ("*",)
 NOTE_W, COL_W, ROW_GAP = 360, 400, 70
 
 
+def _opts(spec):
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
+def _options(spec):
+    """A combo's options: the list itself (V1 definitions) or the dict's "options" (V3 "COMBO"); else None."""
+    if isinstance(spec[0], list):
+        return spec[0]
+    return _opts(spec).get("options", []) if spec[0] == "COMBO" else None
+
+
 def _is_widget(spec):
-    kind = spec[0]
-    return isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")
+    return _options(spec) is not None or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN")
 
 
 def _has_control(name, spec):
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    return spec[0] == "INT" and (name in ("seed", "noise_seed") or bool(opts.get("control_after_generate")))
+    return spec[0] == "INT" and (name in ("seed", "noise_seed") or bool(_opts(spec).get("control_after_generate")))
 
 
 def _default(spec):
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if isinstance(spec[0], list):
-        return opts.get("default", spec[0][0] if spec[0] else "")
+    opts, options = _opts(spec), _options(spec)
+    if options is not None:
+        return opts.get("default", options[0] if options else "")
     return opts.get("default", {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[spec[0]])
 
 

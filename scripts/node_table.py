@@ -1,5 +1,5 @@
-"""The node reference, generated from the live node classes in a booted ComfyUI (so the documented
-inputs, defaults and explanations are exactly what the editor shows). One source, two outputs:
+"""The node reference, generated from the V3 schemas of the live node classes in a booted ComfyUI
+(so the documented inputs, defaults and explanations are exactly what the editor shows). One source, two outputs:
 the README's "Node reference" section and the editor's node help pages web/docs/<NodeId>.md
 (ComfyUI's help panel reads a pack's WEB_DIRECTORY/docs/<NodeId>.md).
 
@@ -21,91 +21,84 @@ SECTION_START = "## Node reference\n"
 SECTION_END = "<!-- NODES -->"
 INTRO = ("Generated from the nodes' own tooltips by `scripts/node_table.py`, which also writes the editor's "
          "help page of every node (`web/docs/<NodeId>.md`).\n")
-ORDER = ["VP2PInflateT2SModel", "VP2PTuneOnVideo", "VP2PLoadTuning", "VP2PSharedNullTextInvert",
-         "VP2PSaveInversion", "VP2PLoadInversion", "VP2PController", "VP2PDecoupledSampler", "VP2PLoadVideo",
-         "VP2PSaveVideo", "VP2PSideBySide", "VP2PLoadSmallCheckpoint", "VP2PToyWorldVideo", "VP2PToyWorldOracle"]
 SOCKETS = ("MODEL", "CLIP", "VAE", "LATENT", "IMAGE", "AUDIO", "VIDEO", "CONDITIONING", "MASK")
+UPLOADS = ("video_upload", "image_upload", "audio_upload")
+EXPERIMENTAL = ("Experimental (research-grade: it may change between versions; the editor shows a BETA "
+                "badge).")
 _PLACEHOLDER = re.compile(r"^\(.*\)$")
 _FILE = re.compile(r"\.[A-Za-z0-9]{2,12}$")
 
 
-def _opts(spec):
-    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-
-
-def _is_file_list(spec):
+def _is_file_list(inp):
     """A combo filled from a folder (its options depend on the machine): documented as such."""
-    opts = _opts(spec)
-    if any(opts.get(k) for k in ("video_upload", "image_upload", "audio_upload")):
+    if getattr(inp, "upload", None) is not None and inp.upload.value in UPLOADS:
         return True
-    names = [str(c) for c in spec[0]]
+    names = [str(c) for c in inp.options]
     return bool(names) and all(_PLACEHOLDER.match(n) or _FILE.search(n) for n in names)
 
 
-def _input_row(name, spec, group):
-    opts = _opts(spec)
-    if isinstance(spec[0], list):
-        if _is_file_list(spec):
+def _input_row(inp):
+    options = getattr(inp, "options", None) if inp.io_type == "COMBO" else None
+    default = getattr(inp, "default", None)
+    if options is not None:
+        if _is_file_list(inp):
             kind, default = "file", ""
         else:
-            kind = " / ".join(str(c) for c in spec[0][:6]) + (" …" if len(spec[0]) > 6 else "")
-            default = opts.get("default", spec[0][0] if spec[0] else "")
+            kind = " / ".join(str(c) for c in options[:6]) + (" …" if len(options) > 6 else "")
+            default = default if default is not None else (options[0] if options else "")
     else:
-        kind = spec[0]
-        default = "" if kind in SOCKETS else opts.get("default", "")
-    tip = opts.get("tooltip", "").replace("\n", " ").replace("|", "\\|")
-    opt = " (optional)" if group == "optional" else ""
-    return f"| `{name}`{opt} | {kind} | {default} | {tip} |"
+        kind = inp.io_type
+        default = "" if kind in SOCKETS or default is None else default
+    tip = (inp.tooltip or "").replace("\n", " ").replace("|", "\\|")
+    opt = " (optional)" if inp.optional else ""
+    return f"| `{inp.id}`{opt} | {kind} | {default} | {tip} |"
 
 
-def node_markdown(class_name, cls, display, page=False):
-    """Markdown of one node: a README subsection, or (page=True) its help page."""
-    lines = [f"{'#' if page else '###'} {display}", ""]
-    desc = getattr(cls, "DESCRIPTION", "") or (cls.__doc__ or "").strip().split("\n")[0]
+def node_markdown(cls, page=False):
+    """Markdown of one node, read from its V3 schema: a README subsection, or (page=True) its help page."""
+    schema = cls.GET_SCHEMA()
+    lines = [f"{'#' if page else '###'} {schema.display_name}", ""]
+    desc = schema.description or (cls.__doc__ or "").strip().split("\n")[0]
     if desc:
         lines += [desc, ""]
+    if schema.is_experimental:
+        lines += [EXPERIMENTAL, ""]
     if page:
-        lines += [f"Node id `{class_name}`, category `{getattr(cls, 'CATEGORY', '')}`. "
+        lines += [f"Node id `{schema.node_id}`, category `{schema.category}`. "
                   "Pack: ComfyUI Video-P2P (text-driven video editing, Liu et al., CVPR 2024).", "",
                   "## Inputs", ""]
     lines += ["| input | type | default | what it does / when to change it |", "|---|---|---|---|"]
-    types = cls.INPUT_TYPES()
-    for group in ("required", "optional"):
-        for name, spec in types.get(group, {}).items():
-            lines.append(_input_row(name, spec, group))
-    outs = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
-    tips = getattr(cls, "OUTPUT_TOOLTIPS", None)
+    inputs = schema.inputs or []
+    lines += [_input_row(i) for i in inputs if not i.optional] + [_input_row(i) for i in inputs if i.optional]
+    outs = [(o.display_name or o.io_type, o.io_type, o.tooltip or "") for o in schema.outputs or []]
     if page:
         lines += ["", "## Outputs", ""]
-        if cls.RETURN_TYPES:
+        if outs:
             lines += ["| output | type | what it is |", "|---|---|---|"]
-            lines += [f"| `{n}` | {t} | {(tips[i] if tips and i < len(tips) else '')} |"
-                      for i, (n, t) in enumerate(zip(outs, cls.RETURN_TYPES))]
+            lines += [f"| `{n}` | {t} | {tip} |" for n, t, tip in outs]
         else:
             lines.append("None (it writes files and shows them in the editor).")
         lines.append("")
     else:
-        lines += ["", "Outputs: " + ", ".join(f"`{n}` ({t})" for n, t in zip(outs, cls.RETURN_TYPES)), ""]
+        lines += ["", "Outputs: " + ", ".join(f"`{n}` ({t})" for n, t, _ in outs), ""]
     return "\n".join(lines)
 
 
 def pack_nodes():
-    """[(node id, class, display name)] of the pack as ComfyUI loaded it, in reference order."""
+    """[(node id, class)] of the pack as ComfyUI loaded it, in the registry's order."""
     import comfy_host
     import devkit as tl
     comfy_host.boot(threads=1)
-    pack = tl.pack_nodes
-    names = sorted(pack.NODE_CLASS_MAPPINGS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
-    return [(n, pack.NODE_CLASS_MAPPINGS[n], pack.NODE_DISPLAY_NAME_MAPPINGS.get(n, n)) for n in names]
+    return [(cls.GET_SCHEMA().node_id, cls) for cls in tl.pack_nodes.NODES]
 
 
 def readme_section(nodes):
-    return SECTION_START + "\n" + INTRO + "\n" + "\n".join(node_markdown(*n) for n in nodes) + "\n"
+    return SECTION_START + "\n" + INTRO + "\n" + "\n".join(node_markdown(cls) for _, cls in nodes) + "\n"
 
 
 def doc_pages(nodes):
     """{file name: markdown} of web/docs."""
-    return {f"{n}.md": node_markdown(n, cls, display, page=True) for n, cls, display in nodes}
+    return {f"{n}.md": node_markdown(cls, page=True) for n, cls in nodes}
 
 
 def readme_with(text, section):

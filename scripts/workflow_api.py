@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 VIRTUAL = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")   # COMBO: a V3 combo, options in its dict
 
 
 def _is_widget(spec):

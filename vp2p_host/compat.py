@@ -22,7 +22,6 @@ from comfy_api.latest import InputImpl, Types
 VideoFromFile = InputImpl.VideoFromFile
 VideoFromComponents = InputImpl.VideoFromComponents
 VideoComponents = Types.VideoComponents
-VIDEO_UPLOAD = "video_upload"          # combo option that adds the editor's upload button
 
 
 def video_file_source(video):

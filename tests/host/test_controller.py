@@ -6,14 +6,14 @@ import devkit as tl
 
 
 def ctrl_node():
-    return tl.pack_nodes.edit.VP2PController()
+    return tl.pack_nodes.edit.VP2PController
 
 
 def build(clip, source, target, mode="swap", **kw):
     args = dict(cross_replace=0.2, self_replace=0.5, reweight_words="", reweight_scales="", blend_words="",
                 blend_threshold=0.3, blend_start=0.2, controlled_layers="cross+temporal (paper)", map_words="")
     args.update(kw)
-    return ctrl_node().build(clip, source, target, mode, **args)
+    return ctrl_node().execute(clip, source, target, mode, **args).result
 
 
 def test_outputs_are_clip_text_encode(tiny):
@@ -80,12 +80,21 @@ def test_presets_carry_the_official_configs(tiny):
     clip = tiny[1]
     vc, sa = tl.core.control, tl.core.seq_aligner
     node = tl.pack_nodes.edit.VP2PController
-    types = node.INPUT_TYPES()
+    inputs = node.GET_SCHEMA().inputs
+    by_id = {i.id: i for i in inputs}
     # saved workflows keep loading: the required inputs and their options are unchanged, the preset is
     # an optional widget after them whose default is the widgets as set
-    assert list(types["required"])[-1] == "map_words" and types["required"]["mode"][0] == ["swap", "refine", "reweight"]
-    assert types["optional"]["preset"][0][0] == "custom" and types["optional"]["preset"][1]["default"] == "custom"
-    assert set(types["optional"]["preset"][0]) == {"custom", PRESET_SWAP, PRESET_REFINE, PRESET_HARD}
+    assert [i.id for i in inputs if not i.optional][-1] == "map_words"
+    assert [i.id for i in inputs if i.optional] == ["previous", "preset"]
+    assert by_id["mode"].options == ["swap", "refine", "reweight"]
+    assert by_id["preset"].options[0] == "custom" and by_id["preset"].default == "custom"
+    assert set(by_id["preset"].options) == {"custom", PRESET_SWAP, PRESET_REFINE, PRESET_HARD}
+    # as the editor gets it (object_info): the same order and options
+    types = node.INPUT_TYPES()
+    assert list(types["required"])[-1] == "map_words" and list(types["optional"]) == ["previous", "preset"]
+    assert types["required"]["mode"] == ("COMBO", types["required"]["mode"][1])
+    assert types["optional"]["preset"][1]["options"][0] == "custom"
+    assert types["optional"]["preset"][1]["default"] == "custom"
     src, tgt = "a man riding a bike", "a man riding a motorbike"
     # swap + reweight + blend: widgets for mode/windows are overridden, empty words default to the changed ones
     spec, _, _ = build(clip, src, tgt, "refine", cross_replace=0.6, self_replace=0.1, preset=PRESET_SWAP)

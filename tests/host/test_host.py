@@ -2,6 +2,7 @@
 import glob
 import os
 
+import pytest
 import safetensors.torch
 import torch
 
@@ -9,16 +10,53 @@ import comfy_host
 import devkit as tl
 
 
+RESEARCH_GRADE = {"VP2PInflateT2SModel", "VP2PTuneOnVideo", "VP2PSharedNullTextInvert", "VP2PController",
+                  "VP2PDecoupledSampler", "VP2PDecoupledGuider"}
+
+
 def test_pack_loaded_by_comfyui_loader(host):
+    """ComfyUI's loader took the V3 entry point (it reads comfy_entrypoint only when a module has no
+    NODE_CLASS_MAPPINGS): every listed class is registered under its schema's id and display name."""
     import nodes
+    from comfy_api.v0_0_2 import ComfyExtension, io
     pack = host["pack"]
     assert pack.WEB_DIRECTORY == "./web"
     assert os.path.isdir(os.path.join(os.path.dirname(pack.__file__), "web"))
-    for key, cls in pack.NODE_CLASS_MAPPINGS.items():
-        assert nodes.NODE_CLASS_MAPPINGS[key] is cls, key
-        assert key in pack.NODE_DISPLAY_NAME_MAPPINGS
-        assert isinstance(cls.INPUT_TYPES(), dict) and hasattr(cls, cls.FUNCTION)
-        assert cls.CATEGORY.startswith("video-p2p")
+    assert not hasattr(pack, "NODE_CLASS_MAPPINGS")
+    extension = host["loop"].run_until_complete(pack.comfy_entrypoint())
+    assert isinstance(extension, ComfyExtension)
+    listed = host["loop"].run_until_complete(extension.get_node_list())
+    assert listed == list(tl.pack_nodes.NODES) and len(listed) == 15
+    ids = set()
+    for cls in listed:
+        schema = cls.GET_SCHEMA()
+        ids.add(schema.node_id)
+        assert issubclass(cls, io.ComfyNode)
+        assert nodes.NODE_CLASS_MAPPINGS[schema.node_id] is cls, schema.node_id
+        assert nodes.NODE_DISPLAY_NAME_MAPPINGS[schema.node_id] == schema.display_name
+        assert schema.category.startswith("video-p2p") and schema.description
+        assert schema.is_experimental == (schema.node_id in RESEARCH_GRADE), schema.node_id
+        for item in list(schema.inputs) + list(schema.outputs):          # every socket and widget explains itself
+            assert item.tooltip, f"{schema.node_id}: {getattr(item, 'id', None) or item.display_name}"
+    assert RESEARCH_GRADE <= ids
+
+
+def test_combo_values_are_checked_before_anything_runs(host):
+    """V1 combos were checked by ComfyUI's validator; the nodes' validate_inputs keeps that for V3."""
+    toy = {"1": {"class_type": "VP2PToyWorldVideo",
+                 "inputs": {"shape": "circle", "colour": "red", "background": "striped", "background_colour": "gray",
+                            "frames": 2, "size": 32, "start_x": 0.3, "start_y": 0.5, "end_x": 0.7, "end_y": 0.5,
+                            "radius": 0.22, "end_radius": 0.22, "texture_seed": 0}},
+           "2": {"class_type": "VP2PToyWorldOracle", "inputs": {"images": ["1", 0]}}}
+    out = comfy_host.run_prompt(toy)
+    assert out["1"][0].shape == (2, 32, 32, 3) and out["1"][1] == "a red circle on a striped gray background"
+    toy["1"]["inputs"]["colour"] = "ultraviolet"
+    with pytest.raises(RuntimeError, match="colour must be one of .*ultraviolet"):
+        comfy_host.run_prompt(toy)
+    toy["1"]["inputs"]["colour"] = "red"
+    toy["1"]["inputs"]["frames"] = 0                     # ComfyUI's own min/max checks still apply
+    with pytest.raises(RuntimeError, match="smaller than min"):
+        comfy_host.run_prompt(toy)
 
 
 def test_core_graph_executor_matches_http_server(tiny_ckpt, models_dir, tmp_path):
@@ -39,8 +77,10 @@ def test_core_graph_executor_matches_http_server(tiny_ckpt, models_dir, tmp_path
     with comfy_host.ComfyServer(extra_model_paths=yaml, log_path=str(tmp_path / "server.log"),
                                 extra_args=["--output-directory", str(outdir)]) as srv:
         info = srv.get_json("/object_info")
-        for name in tl.pack_nodes.NODE_CLASS_MAPPINGS:
+        for cls in tl.pack_nodes.NODES:
+            name = cls.GET_SCHEMA().node_id
             assert name in info, name
+            assert info[name]["experimental"] == (name in RESEARCH_GRADE), name
         srv.run(prompt)
     files = glob.glob(str(outdir / "vp2p_test" / "core*.latent"))
     assert len(files) == 1

@@ -267,8 +267,8 @@ def test_clear_errors(tiny, video, prompts):
     v_model.model.model_type = comfy.model_base.ModelType.V_PREDICTION
     with pytest.raises(err, match="epsilon-prediction"):
         invert(v_model, video, *prompts)
-    node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert()
-    assert "Shared Null-Text Invert" in str(pytest.raises(err, node.invert, model, video, *prompts, steps=1).value)
+    node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
+    assert "Shared Null-Text Invert" in str(pytest.raises(err, node.execute, model, video, *prompts, steps=1).value)
 
 
 # --------------------------------------------------------------------------- files
@@ -350,10 +350,10 @@ def _psnr(rec, video):
 
 def test_node_modes_and_legacy_values(tiny, video, prompts):
     node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
-    options = node.INPUT_TYPES()["required"]["mode"][0]
+    options = {i.id: i for i in node.GET_SCHEMA().inputs}["mode"].options
     assert set(options) == {"null-text", "fast", "direct-inversion"}      # ddim-cfg: benchmark ablation only
-    assert node.VALIDATE_INPUTS(mode="negative-prompt") is True           # saved by earlier versions
-    assert "must be one of" in node.VALIDATE_INPUTS(mode="exact")
+    assert node.validate_inputs(mode="negative-prompt") is True           # saved by earlier versions
+    assert "must be one of" in node.validate_inputs(mode="exact")
     # 'fast' is the official fast: no optimisation, the source branch sampled at guidance 1
     inv_f, rec_f = invert(tiny[0], video, *prompts, mode="fast")
     _, rec_1 = invert(tiny[0], video, *prompts, cfg=1.0, mode="ddim-cfg")

@@ -11,11 +11,11 @@ def controller(clip, source, target, mode="swap", **kw):
     args = dict(cross_replace=0.2, self_replace=0.5, reweight_words="", reweight_scales="", blend_words="",
                 blend_threshold=0.3, blend_start=0.2, controlled_layers="cross+temporal (paper)", map_words="")
     args.update(kw)
-    return tl.pack_nodes.edit.VP2PController().build(clip, source, target, mode, **args)
+    return tl.pack_nodes.edit.VP2PController.execute(clip, source, target, mode, **args).result
 
 
 def sample(model, inv, spec, cfg=CFG, batching="source-first"):
-    return tl.pack_nodes.edit.VP2PDecoupledSampler().sample(model, inv, spec, cfg, batching)
+    return tl.pack_nodes.edit.VP2PDecoupledSampler.execute(model, inv, spec, cfg, batching).result
 
 
 def ksampler(model, noise, positive, negative, steps=STEPS, cfg=CFG):
@@ -141,10 +141,10 @@ def test_source_branch_is_the_inversion_reconstruction(tiny, inflated):
     clip = tiny[1]
     src = "a red circle"
     video = tl.video_latent(FRAMES, H, W, seed=3)
-    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert()
+    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
     with torch.inference_mode():
-        inv, recon = inv_node.invert(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
-                                     "null-text", 3)
+        inv, recon = inv_node.execute(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
+                                     "null-text", 3).result
     spec, _, _ = controller(clip, src, "a blue circle", blend_words="circle")
     edited, source, _ = sample(inflated, inv, spec, batching="source-first")
     assert torch.equal(source["samples"], recon["samples"])
@@ -227,11 +227,11 @@ def test_direct_inversion_source_stays_on_the_trajectory(tiny, inflated, batchin
     clip = tiny[1]
     src = "a red circle"
     video = tl.video_latent(FRAMES, H, W, seed=3)
-    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert()
+    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
     m, calls = _count_chunks(inflated)
     with torch.inference_mode():
-        inv, recon = inv_node.invert(m, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
-                                     "direct-inversion", 10)
+        inv, recon = inv_node.execute(m, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG,
+                                     "direct-inversion", 10).result
     spec, _, _ = controller(clip, src, "a blue circle", blend_words="circle", blend_threshold=0.95, blend_start=0.0)
     calls.clear()
     edited, source, _ = sample(m, inv, spec, batching=batching)
@@ -248,9 +248,9 @@ def test_fast_mode_source_branch_is_guidance_one(tiny, inflated):
     clip = tiny[1]
     src = "a red circle"
     video = tl.video_latent(FRAMES, H, W, seed=3)
-    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert()
+    inv_node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
     with torch.inference_mode():
-        inv, recon = inv_node.invert(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG, "fast", 10)
+        inv, recon = inv_node.execute(inflated, video, tl.encode(clip, src), tl.encode(clip, ""), 4, CFG, "fast", 10).result
     m, calls = _count_chunks(inflated)
     spec, _, _ = controller(clip, src, "a blue circle")
     _, source, _ = sample(m, inv, spec)

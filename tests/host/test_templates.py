@@ -81,8 +81,9 @@ def test_uploaded_clip_round_trip_with_workflow_metadata(server):
                           data={"type": "input"}, timeout=30)
     assert r.status_code == 200, r.text
     name = r.json()["name"]
-    assert name in json.loads(get(server, "/object_info/VP2PLoadVideo")[2])["VP2PLoadVideo"]["input"]["required"][
-        "video"][0]
+    kind, opts = json.loads(get(server, "/object_info/VP2PLoadVideo")[2])["VP2PLoadVideo"]["input"]["required"][
+        "video"]
+    assert kind == "COMBO" and name in opts["options"] and opts["video_upload"] is True
     prompt = {
         "1": {"class_type": "VP2PLoadVideo", "inputs": {
             "video": name, "path": "", "frame_start": 0, "frame_count": 4, "stride": 1, "width": 0, "height": 0,

@@ -10,8 +10,8 @@ import devkit as tl
 def toy_model(host):
     names = folder_paths.get_filename_list(tl.small_kind())
     assert tl.TOY_CKPT in names, "the embedded toy model is not registered in the pack's model folder kind"
-    node = tl.pack_nodes.toy.VP2PLoadSmallCheckpoint()
-    return node.load(tl.TOY_CKPT)
+    node = tl.pack_nodes.toy.VP2PLoadSmallCheckpoint
+    return node.execute(tl.TOY_CKPT).result
 
 
 # The bar: 0.9 for both (measured with these seeds: colour 1.0, shape 0.944 = 34/36,
@@ -53,12 +53,12 @@ def test_toy_model_is_offered_by_the_pack_loader_only(host):
     assert tl.TOY_CKPT not in folder_paths.get_filename_list("checkpoints")
     assert tl.TOY_CKPT not in nodes.NODE_CLASS_MAPPINGS["CheckpointLoaderSimple"].INPUT_TYPES()["required"]["ckpt_name"][0]
     loader = nodes.NODE_CLASS_MAPPINGS["VP2PLoadSmallCheckpoint"]
-    assert tl.TOY_CKPT in loader.INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert tl.TOY_CKPT in loader.INPUT_TYPES()["required"]["ckpt_name"][1]["options"]
     path = folder_paths.get_full_path(tl.small_kind(), tl.TOY_CKPT)
     assert os.path.samefile(path, os.path.join(tl.REPO, "models", "toy_world", tl.TOY_CKPT))
     assert os.path.join(folder_paths.models_dir, tl.small_kind()) in folder_paths.get_folder_paths(tl.small_kind())
     with pytest.raises(FileNotFoundError, match=r"Load Small SD1.x Checkpoint \(VP2P\).*models/vp2p_toy"):
-        loader().load("not_there.safetensors")
+        loader.execute("not_there.safetensors")
 
 
 def test_toy_model_runs_in_a_core_graph(host):

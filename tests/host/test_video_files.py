@@ -59,9 +59,16 @@ def indir(tmp_path):
         folder_paths.set_input_directory(old)
 
 
-def save_clip(frames=12, fps=8.0, audio=True, prefix="vp2p/clip", **kw):
+def save_node(prompt=None, extra_pnginfo=None):
+    """Save Video (VP2P) as ComfyUI's executor runs it: a clone of the class holding the hidden inputs."""
+    from comfy_api.v0_0_2 import io
+    return tl.pack_nodes.video.VP2PSaveVideo.PREPARE_CLASS_CLONE({io.Hidden.prompt: prompt,
+                                                                 io.Hidden.extra_pnginfo: extra_pnginfo})
+
+
+def save_clip(frames=12, fps=8.0, audio=True, prefix="vp2p/clip", **hidden):
     images = tl.host.video.to_image(synthetic(frames))
-    out = tl.pack_nodes.video.VP2PSaveVideo().save(images, fps, prefix, "mp4", audio=stereo(frames / fps) if audio else None, **kw)
+    out = save_node(**hidden).execute(images, fps, prefix, "mp4", audio=stereo(frames / fps) if audio else None)
     return images, out
 
 
@@ -69,9 +76,9 @@ def test_save_writes_browser_mp4_with_audio_and_workflow(outdir):
     workflow = {"nodes": [{"id": 1, "type": "VP2PSaveVideo"}], "links": [], "version": 0.4}
     prompt = {"1": {"class_type": "VP2PSaveVideo", "inputs": {}}}
     images, out = save_clip(extra_pnginfo={"workflow": workflow}, prompt=prompt)
-    path, video = out["result"]
-    assert out["ui"]["images"][0]["filename"] == os.path.basename(path) and path.endswith(".mp4")
-    assert out["ui"]["animated"] == (True,)
+    path, video = out.result
+    assert out.ui["images"][0]["filename"] == os.path.basename(path) and path.endswith(".mp4")
+    assert out.ui["animated"] == (True,)
     with av.open(path) as c:
         vs, aus = c.streams.video[0], c.streams.audio[0]
         assert vs.codec_context.name == "h264" and vs.format.name == "yuv420p"
@@ -87,7 +94,7 @@ def test_save_writes_browser_mp4_with_audio_and_workflow(outdir):
 
 def test_load_range_stride_resize_and_audio_span(outdir):
     _, out = save_clip(frames=12, fps=8.0)
-    path = out["result"][0]
+    path = out.result[0]
     res = comfy_host.run_prompt({"1": {"class_type": "VP2PLoadVideo", "inputs": {
         "video": "(none)", "path": path, "frame_start": 1, "frame_count": 3, "stride": 2, "width": 0, "height": 0,
         "multiple_of": 8, "resize_mode": "crop"}}, "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}},
@@ -97,9 +104,9 @@ def test_load_range_stride_resize_and_audio_span(outdir):
     got = (images.numpy() * 255).round()            # lossy codec: close to frames 1, 3, 5
     assert np.abs(got - synthetic(12)[[1, 3, 5]].astype(np.float64)).mean() < 6
     assert_same_sound(audio, 3 * 2 / 8.0)            # the time span of the loaded frames
-    images, _, _, _ = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", path, 0, 0, 1, 40, 0, 8, "stretch")
+    images, _, _, _ = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", path, 0, 0, 1, 40, 0, 8, "stretch").result
     assert images.shape == (12, 24, 40, 3)           # width 40, aspect kept, rounded to 8
-    images, _, _, _ = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", path, 0, 2, 1, 32, 32, 8, "crop")
+    images, _, _, _ = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", path, 0, 2, 1, 32, 32, 8, "crop").result
     assert images.shape == (2, 32, 32, 3)            # centre crop keeps the middle of the frame
     ref = torch.nn.functional.interpolate(tl.host.video.to_image(synthetic(2)).movedim(-1, 1), size=(32, 43), mode="area")
     assert (images - ref.movedim(1, -1)[:, :, 5:37]).abs().mean() < 0.05
@@ -109,7 +116,7 @@ def test_core_load_video_into_vp2p_and_back_to_core(outdir, indir):
     """core LoadVideo -> Load Video (VP2P) (VIDEO input) -> Save Video (VP2P) with its audio ->
     core GetVideoComponents and core SaveVideo."""
     _, out = save_clip(frames=12, fps=8.0)
-    os.replace(out["result"][0], indir / "clip.mp4")
+    os.replace(out.result[0], indir / "clip.mp4")
     load = {"video": "(none)", "path": "", "frame_start": 2, "frame_count": 4, "stride": 2, "width": 0,
             "height": 0, "multiple_of": 8, "resize_mode": "crop"}
     prompt = {
@@ -124,7 +131,7 @@ def test_core_load_video_into_vp2p_and_back_to_core(outdir, indir):
     }
     res = comfy_host.run_prompt(prompt)
     images, fps, count, audio = res["2"]
-    by_path = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", str(indir / "clip.mp4"), 2, 4, 2, 0, 0, 8, "crop")
+    by_path = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", str(indir / "clip.mp4"), 2, 4, 2, 0, 0, 8, "crop").result
     assert count == 4 and torch.equal(images, by_path[0]) and fps == by_path[1] == 4.0
     assert_same_sound(audio, 4 * 2 / 8.0)
     core_images, core_audio, core_fps = res["4"]                # core reads our file
@@ -143,8 +150,8 @@ def test_core_create_video_into_vp2p(outdir):
     audio = stereo(10 / 5.0)
     core = tl.host.compat
     video = core.VideoFromComponents(core.VideoComponents(images=frames, frame_rate=Fraction(5), audio=audio))
-    images, fps, count, got_audio = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", "", 3, 3, 2, 0, 0, 8, "crop",
-                                                              video_input=video)
+    images, fps, count, got_audio = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", "", 3, 3, 2, 0, 0, 8, "crop",
+                                                              video_input=video).result
     assert count == 3 and torch.equal(images, frames[[3, 5, 7]]) and fps == 2.5
     start, stop = int(3 / 5.0 * SR), int((3 + 6) / 5.0 * SR)
     assert torch.equal(got_audio["waveform"], audio["waveform"][..., start:stop])
@@ -171,10 +178,10 @@ def test_upload_widget_and_input_listing(indir):
     (indir / "frames").mkdir()
     Image.new("RGB", (8, 8)).save(indir / "frames" / "1.png")
     (indir / "3d").mkdir()                          # a folder without frames is not offered
-    spec = tl.pack_nodes.video.VP2PLoadVideo.INPUT_TYPES()
-    options, opts = spec["required"]["video"]
-    assert opts.get("video_upload") is True          # the editor adds its upload button to this combo
-    assert options == ["(none)", "frames", "uploaded clip.mp4"]
+    spec = tl.pack_nodes.video.VP2PLoadVideo.INPUT_TYPES()     # as the editor gets it (object_info)
+    kind, opts = spec["required"]["video"]
+    assert kind == "COMBO" and opts.get("video_upload") is True   # the editor adds its upload button to this combo
+    assert opts["options"] == ["(none)", "frames", "uploaded clip.mp4"]
     assert spec["optional"]["video_input"][0] == "VIDEO"
 
 
@@ -184,22 +191,22 @@ def test_folder_natural_order_gif_webp(tmp_path, outdir):
     folder.mkdir()
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"frame_{i}.png")    # frame_10 sorts after frame_9
-    images, fps, n, audio = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", str(folder), 0, 0, 1, 0, 0, 8, "crop")
+    images, fps, n, audio = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", str(folder), 0, 0, 1, 0, 0, 8, "crop").result
     assert n == 11 and audio is None and fps == 8.0
     assert torch.equal((images * 255).round().byte(), torch.from_numpy(frames))
     for fmt in ("gif", "webp"):
-        out = tl.pack_nodes.video.VP2PSaveVideo().save(images, 8.0, "vp2p/f", fmt)
-        p, video = out["result"]
-        assert os.path.getsize(p) > 0 and out["ui"]["images"][0]["filename"].endswith(fmt)
+        out = tl.pack_nodes.video.VP2PSaveVideo.execute(images, 8.0, "vp2p/f", fmt)
+        p, video = out.result
+        assert os.path.getsize(p) > 0 and out.ui["images"][0]["filename"].endswith(fmt)
         assert torch.equal(video.get_components().images, images)
-        back, fps, m, _ = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", p, 1, 0, 2, 0, 0, 8, "crop")
+        back, fps, m, _ = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", p, 1, 0, 2, 0, 0, 8, "crop").result
         assert m == 5 and abs(fps - 4.0) < 0.2          # gif stores 10 ms steps
         if fmt == "webp":                           # lossless
             assert torch.equal(back, images[1::2])
 
 
 def test_odd_sizes_are_padded_for_yuv420(outdir):
-    path = tl.pack_nodes.video.VP2PSaveVideo().save(torch.rand(3, 21, 33, 3), 8.0, "vp2p/odd", "mp4")["result"][0]
+    path = tl.pack_nodes.video.VP2PSaveVideo.execute(torch.rand(3, 21, 33, 3), 8.0, "vp2p/odd", "mp4").result[0]
     with av.open(path) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (34, 22)
 
@@ -207,18 +214,18 @@ def test_odd_sizes_are_padded_for_yuv420(outdir):
 def test_side_by_side():
     a = torch.rand(3, 16, 16, 3)
     b = torch.rand(3, 32, 32, 3)
-    out = tl.pack_nodes.video.VP2PSideBySide().combine(a, "", b=b, c=a)[0]
+    out = tl.pack_nodes.video.VP2PSideBySide.execute(a, "", b=b, c=a).result[0]
     assert out.shape == (3, 16, 48, 3)
     assert torch.allclose(out[:, :, 32:], a, atol=1 / 255)
-    labelled = tl.pack_nodes.video.VP2PSideBySide().combine(torch.zeros(2, 64, 64, 3), "edit")[0]
+    labelled = tl.pack_nodes.video.VP2PSideBySide.execute(torch.zeros(2, 64, 64, 3), "edit").result[0]
     assert labelled.max() > 0.5 and labelled[:, 40:].max() == 0     # white label text at the top only
     with pytest.raises(tl.InputError, match=r"Side By Side.*frame counts"):
-        tl.pack_nodes.video.VP2PSideBySide().combine(a, "", b=torch.rand(2, 16, 16, 3))
+        tl.pack_nodes.video.VP2PSideBySide.execute(a, "", b=torch.rand(2, 16, 16, 3)).result
 
 
 def test_errors(tmp_path, outdir):
     err = tl.InputError
-    load = tl.pack_nodes.video.VP2PLoadVideo().load
+    load = tl.pack_nodes.video.VP2PLoadVideo.execute
     with pytest.raises(err, match="Load Video.*does not exist"):
         load("(none)", str(tmp_path / "nope.mp4"), 0, 0, 1, 0, 0, 8, "crop")
     with pytest.raises(err, match=r"Load Video \(VP2P\): choose or upload"):
@@ -231,11 +238,11 @@ def test_errors(tmp_path, outdir):
     empty.mkdir()
     with pytest.raises(err, match="no images"):
         load("(none)", str(empty), 0, 0, 1, 0, 0, 8, "crop")
-    p = tl.pack_nodes.video.VP2PSaveVideo().save(tl.host.video.to_image(synthetic(3)), 8.0, "vp2p/e", "mp4")["result"][0]
+    p = tl.pack_nodes.video.VP2PSaveVideo.execute(tl.host.video.to_image(synthetic(3)), 8.0, "vp2p/e", "mp4").result[0]
     with pytest.raises(err, match="past the end"):
         load("(none)", p, 50, 0, 1, 0, 0, 8, "crop")
     with pytest.raises(err, match="Save Video.*no frames"):
-        tl.pack_nodes.video.VP2PSaveVideo().save(torch.zeros(0, 8, 8, 3), 8.0, "x", "gif")
+        tl.pack_nodes.video.VP2PSaveVideo.execute(torch.zeros(0, 8, 8, 3), 8.0, "x", "gif")
 
 
 def test_compat_finds_the_file_behind_core_video(outdir):
@@ -244,14 +251,14 @@ def test_compat_finds_the_file_behind_core_video(outdir):
     import io
     compat = tl.host.compat
     _, out = save_clip(frames=4, audio=False)
-    path = out["result"][0]
+    path = out.result[0]
     assert compat.video_file_source(compat.VideoFromFile(path)) == path
     buf = io.BytesIO(open(path, "rb").read())
     buf.read(10)
     src = compat.video_file_source(compat.VideoFromFile(buf))
     assert src is buf and buf.tell() == 0
-    images, _, n, audio = tl.pack_nodes.video.VP2PLoadVideo().load("(none)", "", 1, 2, 1, 0, 0, 8, "crop",
-                                                    video_input=compat.VideoFromFile(buf))
+    images, _, n, audio = tl.pack_nodes.video.VP2PLoadVideo.execute("(none)", "", 1, 2, 1, 0, 0, 8, "crop",
+                                                    video_input=compat.VideoFromFile(buf)).result
     assert n == 2 and audio is None and images.shape == (2, 48, 64, 3)
     frames = tl.host.video.to_image(synthetic(2))
     assert compat.video_file_source(compat.VideoFromComponents(
