@@ -68,13 +68,44 @@ def context_dim(model):
     return None
 
 
-def check_eps_model(model):
+SD1_FIX = "load an SD1.x-family checkpoint (SD1.5 or a fine-tune of it) for Video-P2P"
+
+
+def _prediction(model):
+    """What the MODEL predicts, as a short name, or None for epsilon (what Video-P2P needs)."""
     import comfy.model_base
+    import comfy.model_sampling
     mt = getattr(model.model, "model_type", None)
     if mt is not None and mt != comfy.model_base.ModelType.EPS:
-        fail(f"the model predicts {getattr(mt, 'name', mt)}; Video-P2P needs an epsilon-prediction "
-                   "SD1.x-family model (e.g. SD1.5).")
+        return getattr(mt, "name", str(mt))
+    sampling = model.get_model_object("model_sampling") if hasattr(model, "get_model_object") \
+        else model.model.model_sampling
+    # a sampling patch (e.g. core ModelSamplingDiscrete set to v_prediction) changes the maths
+    if getattr(type(sampling), "calculate_denoised", None) is not comfy.model_sampling.EPS.calculate_denoised:
+        return type(sampling).__name__
+    return None
+
+
+def check_eps_model(model):
+    pred = _prediction(model)
+    if pred is not None:
+        fail(f"the model predicts {pred}; Video-P2P needs an epsilon-prediction SD1.x-family model "
+             "(e.g. SD1.5): remove the sampling patch (ModelSampling* node) or " + SD1_FIX + ".")
     sampling = model.get_model_object("model_sampling") if hasattr(model, "get_model_object") \
         else model.model.model_sampling
     if not hasattr(sampling, "sigmas"):
         fail("the model has no discrete sigma schedule; use an SD1.x-family checkpoint.")
+
+
+def check_inflatable(model):
+    """The first check every MODEL meets in the pack (Inflate T2S Model): an SD1.x-family
+    epsilon-prediction UNet, with a clear error naming the fix for anything else."""
+    dm = getattr(getattr(model, "model", None), "diffusion_model", None)
+    if dm is None or not hasattr(dm, "input_blocks"):
+        fail(f"expected an SD1.x-family UNet MODEL (input/middle/output blocks), got "
+             f"{type(dm).__name__ if dm is not None else 'no UNet'}: {SD1_FIX}.")
+    adm = getattr(model.model, "adm_channels", 0) or 0
+    if adm or getattr(dm, "num_classes", None) is not None:
+        fail(f"this MODEL takes pooled/size ('y', {adm} ADM channels) conditioning, as SDXL-style "
+             f"models do; Video-P2P supports SD1.x-family UNets only: {SD1_FIX}.")
+    check_eps_model(model)

@@ -13,10 +13,13 @@ import torch
 _SAMPLES = 64
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _update(h, name, t):
     h.update(name.encode())
     if not torch.is_tensor(t):
-        h.update(repr(t).encode())
+        _update_value(h, name, t)
         return
     h.update(repr(tuple(t.shape)).encode())
     flat = t.detach().reshape(-1)
@@ -24,6 +27,32 @@ def _update(h, name, t):
         idx = torch.linspace(0, flat.numel() - 1, _SAMPLES).long().to(flat.device)
         flat = flat[idx]
     h.update(flat.float().cpu().numpy().tobytes())
+
+
+def _update_value(h, name, v):
+    """A non-tensor patch value by content, never by repr() of an object (which may hold a
+    memory address, e.g. ComfyUI's LoRA weight adapters): plain values by repr, containers
+    item by item, other objects by class name and their attributes (weights, alpha...)."""
+    if isinstance(v, _PLAIN):
+        h.update(repr(v).encode())
+    elif isinstance(v, (tuple, list)):
+        h.update(f"<{type(v).__name__} {len(v)}>".encode())
+        for u in v:
+            _update(h, name, u)
+    elif isinstance(v, dict):
+        h.update(f"<dict {len(v)}>".encode())
+        for k in sorted(v, key=repr):
+            _update(h, f"{name}.{k}", v[k])
+    elif isinstance(v, (set, frozenset)):
+        h.update(repr(sorted(repr(u) for u in v)).encode())
+    else:
+        h.update(f"<{type(v).__module__}.{type(v).__qualname__}>".encode())
+        attrs = getattr(v, "__dict__", None)
+        if attrs is None or callable(v) and not attrs:
+            return
+        for k in sorted(attrs):
+            if not k.startswith("_") and not callable(attrs[k]):
+                _update(h, f"{name}.{k}", attrs[k])
 
 
 PREFIX = "diffusion_model."

@@ -4,7 +4,10 @@ ComfyUI's transformer blocks add residuals in place (`x += n`) after LayerNorm h
 `x` for its backward, which makes autograd fail. While gradients are needed (tuning,
 null-text optimisation), a forward pre-hook hands each such LayerNorm a copy of its input;
 values are unchanged, the hooks are removed on exit (also on error or interrupt), and only
-the modules of the model being optimised are touched.
+the modules of the model being optimised are touched. The same holds for a ControlNet's residuals:
+the UNet adds them in place (`h += ctrl`) to the skip activations that the next block has
+already saved, so the first layer of each input block and of the middle block also gets a copy
+of its input.
 """
 from __future__ import annotations
 
@@ -23,6 +26,12 @@ def _clone_input(module, args):
 def autograd_safe(diffusion_model: torch.nn.Module):
     handles = []
     try:
+        blocks = list(getattr(diffusion_model, "input_blocks", None) or [])
+        if isinstance(getattr(diffusion_model, "middle_block", None), torch.nn.Module):
+            blocks.append(diffusion_model.middle_block)
+        for m in blocks:   # ComfyUI runs a block's layers one by one: hook the first layer
+            first = m[0] if isinstance(m, torch.nn.Sequential) and len(m) else m
+            handles.append(first.register_forward_pre_hook(_clone_input))
         for m in diffusion_model.modules():
             if hasattr(m, "attn1") and hasattr(m, "norm1"):
                 for name in ("norm_in", "norm1", "norm2", "norm3"):

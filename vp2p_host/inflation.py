@@ -7,10 +7,15 @@ Everything is a patch on a clone (the incoming MODEL is never touched):
 - temporal attention: an object patch per BasicTransformerBlock path installing a shallow
   copy of the block (a subclass of its own class sharing all original submodules, so
   state-dict keys and LoRA weight patches are unchanged) with one extra child,
-  `vp2p_temporal`, applied after the block's own forward (i.e. after the feed-forward);
+  `vp2p_temporal`, applied after the block's own forward (i.e. after the feed-forward). Once
+  ComfyUI loads the clone the copies are real submodules of the model, so they are moved,
+  offloaded and (lowvram) counted with it; the clone's `model_size()` includes their bytes, so
+  load_models_gpu budgets for them;
 - video-level norm: object patches replacing each ResBlock GroupNorm and the output norm by
   copies sharing the same weight/bias Parameters whose statistics span all frames; the frame
-  count reaches them through a model_function_wrapper (chaining any existing one).
+  count reaches them through a keyed `diffusion_model` wrapper (comfy.patcher_extension, key
+  VIDEO_FRAMES_KEY), innermost of ComfyUI's model wrappers, so a model_function_wrapper or
+  apply_model wrapper set by a later node cannot bypass it.
 No ComfyUI class or module is modified and nothing is registered on the original modules.
 """
 from __future__ import annotations
@@ -20,11 +25,14 @@ import logging
 
 import torch
 
+from comfy.patcher_extension import WrappersMP
+
 from ..vp2p_core.attention import TemporalAttention
 from .checks import fail
 from .layout import PREFIX, source_module, transformer_blocks, video_norm_paths
-from .patches import (SOURCE_ATTR, TEMPORAL_CHILD, FrameAttentionPatch, VideoFramesWrapper, make_block_copy,
-                      make_norm_copy)
+from .checks import check_inflatable
+from .patches import (SOURCE_ATTR, TEMPORAL_CHILD, VIDEO_FRAMES_KEY, FrameAttentionPatch, make_block_copy,
+                      make_norm_copy, video_frames_wrapper)
 
 INFO_KEY = "vp2p_inflation"
 
@@ -79,9 +87,7 @@ def inflate(model, temporal_attention=True, video_norm=True, frame_chunk=0, seed
     """The patched clone (see the module docstring)."""
     if is_inflated(model):
         fail("this MODEL is already inflated; connect the checkpoint's MODEL instead.")
-    dm = getattr(model.model, "diffusion_model", None)
-    if dm is None or not hasattr(dm, "input_blocks"):
-        fail("expected an SD1.x-family UNet MODEL (input/middle/output blocks).")
+    check_inflatable(model)
     m = model.clone()
     blocks = transformer_blocks(m)
     if not blocks:
@@ -90,6 +96,7 @@ def inflate(model, temporal_attention=True, video_norm=True, frame_chunk=0, seed
     gen = torch.Generator().manual_seed(int(seed))
     info = {"version": 1, "temporal_attention": bool(temporal_attention), "video_norm": bool(video_norm),
             "frame_chunk": int(frame_chunk), "seed": int(seed), "blocks": {}, "norms": [], "tuning": None}
+    added_bytes = 0
     for path, block, key in blocks:
         full = PREFIX + path
         source = source_module(m, full)
@@ -100,6 +107,7 @@ def inflate(model, temporal_attention=True, video_norm=True, frame_chunk=0, seed
             temporal = TemporalAttention(dim, block.n_heads, block.d_head,
                                          dtype=ref.dtype if ref is not None else None,
                                          device=ref.device if ref is not None else None).init_weights(gen)
+            added_bytes += sum(t.numel() * t.element_size() for t in temporal.state_dict().values())
         m.add_object_patch(full, make_block_copy(source, temporal))
         if getattr(block, "disable_self_attn", False):
             log.warning("%s uses attn1 as cross-attention; no frame attention there", path)
@@ -111,6 +119,10 @@ def inflate(model, temporal_attention=True, video_norm=True, frame_chunk=0, seed
         for path in video_norm_paths(m):
             m.add_object_patch(PREFIX + path, make_norm_copy(source_module(m, PREFIX + path)))
             info["norms"].append(path)
-        m.set_model_unet_function_wrapper(VideoFramesWrapper(m.model_options.get("model_function_wrapper")))
+        m.remove_wrappers_with_key(WrappersMP.DIFFUSION_MODEL, VIDEO_FRAMES_KEY)
+        m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, VIDEO_FRAMES_KEY, video_frames_wrapper)
+    # ComfyUI budgets, loads and reports a MODEL by model_size(): include the temporal modules
+    # (clones, e.g. tuned ones or a LoRA applied after Inflate, inherit the size)
+    m.size = model.model_size() + added_bytes
     m.model_options[INFO_KEY] = info
     return m

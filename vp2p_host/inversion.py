@@ -1,10 +1,15 @@
 """Shared Null-Text Invert, Save Inversion (VP2P), Load Inversion (VP2P).
 
-The inversion runs the input MODEL the way ComfyUI's samplers do (UNetRunner) and never
-modifies it: while the null embedding is optimised, the loaded UNet's parameters are swapped
-for grad-free ones (copies where ComfyUI created them as inference tensors, which autograd
-cannot save) and the LayerNorm hooks of `autograd_safe` are added; both are undone in
-`finally`, also on interrupt or error. No patch is added to the MODEL.
+The inversion evaluates the input MODEL through ComfyUI's own sampling path
+(`unet.run_in_comfy`: a CFGGuider with the source CONDITIONING as positive and the empty one as
+negative, `calc_cond_batch` / `sampling_function` on the processed conds), so a ControlNet or
+T2I-Adapter applied to them, hooks, wrappers and cfg functions are part of the inversion. The
+optimised null replaces only the embedding of the processed uncond entries. The MODEL is never
+modified: while the null embedding is optimised, the parameters of the loaded UNet (and of the
+additional models ComfyUI loaded, e.g. ControlNets) are swapped for grad-free ones (copies where
+ComfyUI created them as inference tensors, which autograd cannot save) and the LayerNorm hooks of
+`autograd_safe` are added; both are undone in `finally`, also on interrupt or error. No patch
+is added to the MODEL. Progress shows a latent preview of the frames (ComfyUI's previewer).
 
 The reconstruction output is the guided DDIM from x_T computed with the same calls and the
 same arithmetic as the Decoupled Sampler's source branch, so the two are bit-identical.
@@ -31,7 +36,7 @@ from .fingerprint import latent_fingerprint, model_fingerprint
 from .grad import autograd_safe, grad_mode, swapped_weights
 from .progress import Progress, throw_if_interrupted
 from .text import conditioning_text
-from .unet import COND, UNCOND, UNetRunner, compute_dtype
+from .unet import compute_dtype, conditioning_of, run_in_comfy
 
 FORMAT = "vp2p-inversion"
 VERSION = "2"
@@ -147,43 +152,54 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
     frames, hw = video.shape[0], tuple(video.shape[-2:])
     fp_model, fp_latent = model_fingerprint(model), latent_fingerprint(video)
     start = time.perf_counter()
-    runner = UNetRunner(model)
-    dev = runner.device
-    sigmas = ddim_uniform(int(steps), runner.sampling.sigmas.detach().float().cpu())
+    sampling = model.get_model_object("model_sampling")
+    sigmas = ddim_uniform(int(steps), sampling.sigmas.detach().float().cpu())
     n = len(sigmas) - 1
-    extra = {"vp2p_frames": frames}
-    bar = Progress(2 * n)
+    bar = Progress(2 * n, preview=model)
+    seen = {}
 
     def progress(stage, i, n_, loss):   # inversion fills the first half of the bar, the rest the second
-        bar.update(i + 1 + (0 if stage == "invert" else n))
+        bar.update(i + 1 + (0 if stage == "invert" else n), x0=seen.get("x0"))
 
-    dm = runner.model.diffusion_model
     optimise = mode == "null-text"
+
+    def body(ev):
+        dev = ev.device
+        stack = contextlib.ExitStack()
+        with stack:
+            if optimise:
+                for module in [ev.diffusion_model] + ev.additional_modules():
+                    stack.enter_context(autograd_safe(module))
+                    stack.enter_context(swapped_weights(module))
+            else:
+                stack.enter_context(torch.no_grad())
+            x0 = ev.to_model_space(video).clone()
+            sig = sigmas.to(dev).clone()
+            c, e = cond.to(dev).clone(), empty.to(dev).clone()
+
+            def denoise(x, sigma, ctx, is_cond):
+                # the source prompt is the positive cond as ComfyUI processed it; any other
+                # embedding (the null being optimised, the empty prompt) is the uncond's
+                den = ev.denoise(x, sigma, True) if is_cond and ctx is c else ev.denoise(x, sigma, is_cond, ctx)
+                seen["x0"] = den.detach()
+                return den
+
+            def cfg_denoise(x, sigma, cond_, uncond, g):   # cond_ is always the source prompt
+                den = ev.cfg_denoise(x, sigma, g, uncond)
+                seen["x0"] = den.detach()
+                return den
+
+            throw_if_interrupted()
+            res = core.invert(denoise, cfg_denoise, x0, sig, c, e, float(cfg), mode, int(inner_iterations),
+                              per_frame, int(fixed_point_iterations), throw_if_interrupted, progress,
+                              compute_dtype=compute_dtype(ev))
+            return res, ev.to_latent_space(res.reconstruction.detach())
+
     try:
         with grad_mode():
-            stack = contextlib.ExitStack()
-            with stack:
-                if optimise:
-                    stack.enter_context(autograd_safe(dm))
-                    stack.enter_context(swapped_weights(dm))
-                else:
-                    stack.enter_context(torch.no_grad())
-                x0 = runner.to_model_space(video).clone()
-                sig = sigmas.to(dev).clone()
-                c, e = cond.to(dev).clone(), empty.to(dev).clone()
-
-                def denoise(x, sigma, ctx, is_cond):
-                    return runner.denoise(x, sigma, [ctx], [COND if is_cond else UNCOND], extra)[0]
-
-                def cfg_denoise(x, sigma, cond_, uncond, g):
-                    return runner.cfg_denoise(x, sigma, cond_, uncond, g, extra)
-
-                throw_if_interrupted()
-                res = core.invert(denoise, cfg_denoise, x0, sig, c, e, float(cfg), mode, int(inner_iterations),
-                                  per_frame, int(fixed_point_iterations), throw_if_interrupted, progress,
-                                  compute_dtype=compute_dtype(runner))
-            recon = runner.to_latent_space(res.reconstruction.detach())
+            res, recon = run_in_comfy(model, conditioning, empty_conditioning, video.shape, sigmas, body)
     finally:
+        bar.close()
         mm.soft_empty_cache()
     inv = Inversion(
         x_T=res.x_T.detach().float().cpu(), sigmas=sigmas.clone(), null_embeddings=res.nulls.detach().float().cpu(),
@@ -203,19 +219,28 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
 
 def reconstruct(model, inv: Inversion):
     """The Decoupled Sampler's source branch without control (guided DDIM from x_T with the
-    per-step nulls; for direct inversion the end of the trajectory): a loaded inversion's preview."""
-    runner = UNetRunner(model)
-    dev = runner.device
+    per-step nulls; for direct inversion the end of the trajectory): a loaded inversion's preview.
+    Evaluated through ComfyUI's sampling path with the stored source and empty embeddings."""
     if inv.trajectory is not None:     # direct inversion: the source branch ends on the trajectory
-        return {"samples": runner.to_latent_space(inv.trajectory[-1].to(dev).float())}
-    extra = {"vp2p_frames": inv.frames}
+        latent_format = model.get_model_object("latent_format")
+        return {"samples": latent_format.process_out(inv.trajectory[-1].float()).cpu()}
+    source = inv.source_cond.float()
+    empty = inv.empty_cond.float() if inv.empty_cond is not None else inv.null_embeddings[0].float()
 
-    def cfg_denoise(x, sigma, cond, uncond, g):
-        return runner.cfg_denoise(x, sigma, cond, uncond, g, extra)
+    def body(ev):
+        dev = ev.device
+        c = source.to(dev)
 
-    x, _ = guided_ddim(cfg_denoise, inv.x_T.to(dev).float(), inv.sigmas.to(dev), inv.source_cond.to(dev),
-                       inv.null_embeddings, inv.source_cfg, check=throw_if_interrupted)
-    return {"samples": runner.to_latent_space(x)}
+        def cfg_denoise(x, sigma, cond, uncond, g):
+            return ev.cfg_denoise(x, sigma, g, uncond)
+
+        with torch.no_grad():
+            x, _ = guided_ddim(cfg_denoise, inv.x_T.to(dev).float(), inv.sigmas.to(dev), c,
+                               inv.null_embeddings, inv.source_cfg, check=throw_if_interrupted)
+        return ev.to_latent_space(x)
+
+    samples = run_in_comfy(model, conditioning_of(source), conditioning_of(empty), inv.x_T.shape, inv.sigmas, body)
+    return {"samples": samples}
 
 
 # --------------------------------------------------------------------------- files

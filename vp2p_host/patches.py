@@ -3,8 +3,9 @@
 - FrameAttentionPatch: attn1 replace patch, frame i attends to frame 0 of its video; an
   attn1 patch already on the model is called with the frame-0 keys/values;
 - Attn2Patch: attn2 replace patch through which the edit controller sees cross-attention;
-- VideoFramesWrapper: model_function_wrapper publishing each call's frame count to the video
-  norms (chaining any existing wrapper);
+- video_frames_wrapper: a keyed `diffusion_model` wrapper (comfy.patcher_extension) publishing
+  each call's frame count to the video norms; it runs inside every model_function_wrapper and
+  apply_model wrapper, so another node's wrapper (chaining or not) cannot bypass it;
 - shallow block / norm copies installed as object patches: a subclass of the module's own
   class sharing all its submodules and Parameters (state-dict keys and LoRA weight patches
   unchanged), plus `vp2p_temporal` (temporal attention after the block) or video-level
@@ -40,12 +41,18 @@ def _accepts(fn, name):
 
 
 def host_attention(q, k, v, heads, extra_options=None):
-    """ComfyUI's current optimized attention, called the way its CrossAttention calls it."""
+    """ComfyUI's current optimized attention, called the way its CrossAttention calls it: with
+    the block's `attn_precision` and the call's `transformer_options` (so an attention-backend
+    override in them applies), each where the installed ComfyUI accepts it."""
     from comfy.ldm.modules import attention as comfy_attention
     fn = comfy_attention.optimized_attention
-    if extra_options and extra_options.get("attn_precision") is not None and _accepts(fn, "attn_precision"):
-        return fn(q, k, v, heads, attn_precision=extra_options["attn_precision"])
-    return fn(q, k, v, heads)
+    kwargs = {}
+    if extra_options:
+        if extra_options.get("attn_precision") is not None and _accepts(fn, "attn_precision"):
+            kwargs["attn_precision"] = extra_options["attn_precision"]
+        if _accepts(fn, "transformer_options"):
+            kwargs["transformer_options"] = extra_options
+    return fn(q, k, v, heads, **kwargs)
 
 
 # --------------------------------------------------------------------------- patches
@@ -73,27 +80,23 @@ class FrameAttentionPatch:
                                self.chunk)
 
 
-class VideoFramesWrapper:
-    """model_function_wrapper publishing the frame count of each UNet call to the video norms."""
+VIDEO_FRAMES_KEY = "vp2p_video_frames"
 
-    def __init__(self, previous=None):
-        self.previous = previous
 
-    def __call__(self, apply_model, args):
-        c = args["c"]
-        topts = c.get("transformer_options") or {}
-        if "cond_or_uncond" not in topts and args.get("cond_or_uncond") is not None:
-            topts = dict(topts, cond_or_uncond=args["cond_or_uncond"])
-        frames = frames_in_batch(args["input"].shape[0], topts, WHERE)
-        with video_frames(frames):
-            if self.previous is not None:
-                return self.previous(apply_model, args)
-            return apply_model(args["input"], args["timestep"], **c)
+def _transformer_options(args, kwargs):
+    # WrappersMP.DIFFUSION_MODEL: (x, timesteps, context, y, control, transformer_options, **kwargs)
+    if "transformer_options" in kwargs:
+        return kwargs["transformer_options"] or {}
+    return (args[4] if len(args) > 4 else None) or {}
 
-    def to(self, device):
-        if self.previous is not None and hasattr(self.previous, "to"):
-            self.previous = self.previous.to(device)
-        return self
+
+def video_frames_wrapper(executor, x, *args, **kwargs):
+    """WrappersMP.DIFFUSION_MODEL wrapper: the video norms of this call see its frame count
+    (from `vp2p_frames`, else the batch over `cond_or_uncond`). A plain function, so clones,
+    deep copies and fingerprints see the same object."""
+    frames = frames_in_batch(x.shape[0], _transformer_options(args, kwargs), WHERE)
+    with video_frames(frames):
+        return executor(x, *args, **kwargs)
 
 
 class InflatedBlockMixin:
@@ -198,4 +201,4 @@ class Attn2Patch:
             return ctx.attend("cross", self.key, q, k, v, heads, extra_options)
         if self.previous is not None:
             return self.previous(q, k, v, extra_options)
-        return host_attention(q, k, v, heads)
+        return host_attention(q, k, v, heads, extra_options)

@@ -7,11 +7,17 @@ The input MODEL is never modified, not even on interrupt or error:
   ComfyUI created it in inference mode) and everything is restored in `finally`;
 - the result is a new clone: the query updates as ComfyUI "diff" weight patches (they compose
   with LoRA patches) and the trained temporal modules as its own object patches.
+The UNet is evaluated through ComfyUI's own sampling path (`unet.run_in_comfy`, as core's
+training node drives its TrainSampler through a CFGGuider), so a ControlNet / T2I-Adapter on the
+source CONDITIONING, hooks and wrappers are part of the tuning loss; the parameters of the
+additional models ComfyUI loads for them are swapped for grad-free ones meanwhile. Progress
+shows a preview of the model's denoised frames at each step's noise level.
 The deltas can be saved as safetensors (trained tensors only) under output/video_p2p/ and
 loaded back with Load Video Tuning instead of re-tuning.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -31,7 +37,7 @@ from .grad import autograd_safe, grad_mode, swapped_weights
 from .layout import PREFIX, query_paths
 from .progress import Progress, throw_if_interrupted
 from .text import conditioning_text
-from .unet import COND, UNetRunner, compute_dtype
+from .unet import compute_dtype, run_in_comfy
 
 FORMAT = "vp2p-tuning"
 DIFF_PREFIX = "diff."
@@ -116,33 +122,49 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
     fingerprint = base_fingerprint(model)
     source_temporal = infl.temporal_modules(model)
     train_mp = model.clone()
-    progress = Progress(config.steps, console="Tune On Video")
+    progress = Progress(config.steps, console="Tune On Video", preview=model)
     try:
         with grad_mode():
             masters_t = {path: copy_temporal(mod, torch.float32, trainable=True)
                          for path, mod in source_temporal.items()}
             infl.set_temporal_modules(train_mp, masters_t)
-            runner = UNetRunner(train_mp)
-            dm = train_mp.model.diffusion_model
-            qkeys = query_keys(train_mp)
-            loaded_q = {mp: comfy.utils.get_attr(dm, mp).weight for mp in qkeys}
-            base_q = {mp: w.detach().to(torch.float32, copy=True) for mp, w in loaded_q.items()}
-            masters_q = {mp: w.clone().requires_grad_(True) for mp, w in base_q.items()}
-            params = list(masters_q.values()) + [p for m in masters_t.values() for p in m.parameters()]
-            x0 = runner.to_model_space(video).clone()
-            ctx = cond.to(runner.device).clone()
-            sigmas = runner.sampling.sigmas.detach().to(runner.device, torch.float32).clone()
+            state = {}
+
+            def body(ev):
+                dm = ev.diffusion_model
+                qkeys = query_keys(train_mp)
+                loaded_q = {mp: comfy.utils.get_attr(dm, mp).weight for mp in qkeys}
+                base_q = {mp: w.detach().to(torch.float32, copy=True) for mp, w in loaded_q.items()}
+                masters_q = {mp: w.clone().requires_grad_(True) for mp, w in base_q.items()}
+                state.update(qkeys=qkeys, base_q=base_q, masters_q=masters_q)
+                params = list(masters_q.values()) + [p for m in masters_t.values() for p in m.parameters()]
+                x0 = ev.to_model_space(video).clone()
+                sigmas = ev.sampling.sigmas.detach().to(ev.device, torch.float32).clone()
+                autocast, scaler, _ = _autocast_factory(mixed_precision, ev.device, compute_dtype(ev))
+                seen = {}
+                throw_if_interrupted()
+                with contextlib.ExitStack() as stack:
+                    for module in ev.additional_modules():    # e.g. a ControlNet: used, never trained
+                        stack.enter_context(autograd_safe(module))
+                        stack.enter_context(swapped_weights(module))
+                    stack.enter_context(autograd_safe(dm))
+                    refresh = stack.enter_context(swapped_weights(dm, masters_q, {id(p) for p in params}))
+
+                    def predict_eps(x, sigma):
+                        refresh()
+                        denoised = ev.denoise(x, sigma, True)
+                        seen["x0"] = denoised.detach()
+                        return (x - denoised) / sigma
+                    losses = tune(params, predict_eps, x0, sigmas, config,
+                                  lambda step, total, loss: progress.update(step + 1, loss, seen.get("x0")),
+                                  autocast, scaler)
+                return losses, scaler
+
             extra = {"vp2p_grad_checkpoint": True} if gradient_checkpointing else None
-            autocast, scaler, _ = _autocast_factory(mixed_precision, runner.device,
-                                                             compute_dtype(runner))
-            throw_if_interrupted()
-            with autograd_safe(dm), swapped_weights(dm, masters_q, {id(p) for p in params}) as refresh:
-                def predict_eps(x, sigma):
-                    refresh()
-                    denoised = runner.denoise(x, sigma, [ctx], [COND], extra)[0]
-                    return (x - denoised) / sigma
-                losses = tune(params, predict_eps, x0, sigmas, config,
-                              lambda step, total, loss: progress.update(step + 1, loss), autocast, scaler)
+            schedule = torch.cat([train_mp.get_model_object("model_sampling").sigmas.float().flip(0).cpu(),
+                                  torch.zeros(1)])
+            losses, scaler = run_in_comfy(train_mp, conditioning, None, video.shape, schedule, body, extra)
+            qkeys, base_q, masters_q = state["qkeys"], state["base_q"], state["masters_q"]
             if scaler is not None and scaler.skipped:
                 log.info("tuning: %d of %d steps skipped for fp16 gradient overflow (loss scale now %g)",
                          scaler.skipped, config.steps, scaler.value)
