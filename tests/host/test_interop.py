@@ -269,6 +269,7 @@ def lora_model(model, lora_name, strength=1.0):
 FRESH = r"""
 import json, os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "scripts"))
+import comfy_host
 comfy_host.boot(threads=1)
 import torch, folder_paths, nodes
 import devkit as tl
