@@ -133,7 +133,8 @@ class TemporalAttention(torch.nn.Module):
         k = F.linear(h, _cast(self.to_k.weight, h))
         v = F.linear(h, _cast(self.to_v.weight, h))
         if control is not None and control.wants("temporal", key, extra_options):
-            o = control.attend("temporal", key, q, k, v, self.heads, extra_options)
+            o = control.attend("temporal", key, q, k, v, self.heads, extra_options,
+                               lambda q_, k_, v_: attention(q_, k_, v_, self.heads))
         else:
             o = attention(q, k, v, self.heads)
         o = F.linear(o, _cast(self.to_out.weight, o), _cast(self.to_out.bias, o))

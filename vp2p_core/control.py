@@ -32,7 +32,7 @@ class AttentionHook(Protocol):
     def wants(self, kind: str, key, extra_options: dict | None = None) -> bool: ...
 
     def attend(self, kind: str, key, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
-               extra_options: dict | None = None) -> torch.Tensor: ...
+               extra_options: dict | None = None, base=None) -> torch.Tensor: ...
 
 
 def window(spec) -> tuple[float, float]:
@@ -321,12 +321,16 @@ class StepContext:
             return True
         return kind == "cross" and self.store is not None
 
-    def attend(self, kind, key, q, k, v, heads, extra_options=None):
+    def attend(self, kind, key, q, k, v, heads, extra_options=None, base=None):
+        """`base(q, k, v)`, when given, computes the layer's own attention for all rows at once
+        (e.g. another node's replace patch that this layer chains): rows that are not edited
+        keep its result, edited rows get the controller's."""
         roles = self.roles_of_call(extra_options)
         n = len(roles)
         rows = q.shape[0] // n
         qs, ks, vs = (t.split(rows) for t in (q, k, v))
-        outs = [self.fast(qs[i], ks[i], vs[i], heads) for i in range(n)]
+        outs = list(base(q, k, v).split(rows)) if base is not None else \
+            [self.fast(qs[i], ks[i], vs[i], heads) for i in range(n)]
         edit = self._edit_kind(kind)
         store = kind == "cross" and self.store is not None and \
             (self.store_hw is None or q.shape[1] in self.store_hw)

@@ -70,7 +70,11 @@ class FrameAttentionPatch:
         ctx = extra_options.get(CONTROL_KEY)
         if ctx is not None and ctx.wants("frame", self.key, extra_options):
             k0, v0 = first_frame_kv(k, v, frames)
-            return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options)
+            if self.previous is not None:
+                base = lambda q_, k_, v_: self.previous(q_, k_, v_, extra_options)  # noqa: E731
+            else:
+                base = lambda q_, k_, v_: host_attention(q_, k_, v_, heads, extra_options)  # noqa: E731
+            return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options, base)
         if self.previous is not None:
             # another node's attn1 patch keeps the full batch layout; it just sees frame-0 K/V
             k0, v0 = first_frame_kv(k, v, frames)
@@ -198,7 +202,13 @@ class Attn2Patch:
         ctx = extra_options.get(CONTROL_KEY)
         heads = extra_options["n_heads"]
         if ctx is not None and ctx.wants("cross", self.key, extra_options):
-            return ctx.attend("cross", self.key, q, k, v, heads, extra_options)
+            # the layer's own attention (another node's attn2 patch, IP-Adapter style, else ComfyUI's
+            # kernel with this call's options) computes every row; the controller replaces the rows it edits
+            if self.previous is not None:
+                base = lambda q_, k_, v_: self.previous(q_, k_, v_, extra_options)  # noqa: E731
+            else:
+                base = lambda q_, k_, v_: host_attention(q_, k_, v_, heads, extra_options)  # noqa: E731
+            return ctx.attend("cross", self.key, q, k, v, heads, extra_options, base)
         if self.previous is not None:
             return self.previous(q, k, v, extra_options)
         return host_attention(q, k, v, heads, extra_options)

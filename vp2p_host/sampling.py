@@ -172,11 +172,10 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
         ctrl, store = self.ctrl, self.store
         store_hw = None if self.resolution is None else {self.resolution[0]}
         active = None if ctrl.is_identity() and store is None else ctrl
-        fast = lambda q, k, v, heads: host_attention(q, k, v, heads)  # noqa: E731
         cache = {}
-        src_ctx = vc.StepContext(active, {COND: vc.SRC_C, UNCOND: vc.SRC_U}, i, self.steps, fast, store,
+        src_ctx = vc.StepContext(active, {COND: vc.SRC_C, UNCOND: vc.SRC_U}, i, self.steps, host_attention, store,
                                  store_hw, cache)
-        tgt_ctx = vc.StepContext(active, {COND: vc.TGT_C, UNCOND: vc.TGT_U}, i, self.steps, fast, store,
+        tgt_ctx = vc.StepContext(active, {COND: vc.TGT_C, UNCOND: vc.TGT_U}, i, self.steps, host_attention, store,
                                  store_hw, cache)
         null = self.conds[f"null_{i}"]
         den_src = comfy.samplers.sampling_function(self.inner_model, x_src, t_src, null, self.conds["source"],

@@ -109,7 +109,7 @@ def test_core_temporal_attention_zero_init_and_set_semantics():
         def wants(self, kind, key, extra_options=None):
             return True
 
-        def attend(self, kind, key, q, k, v, heads, extra_options):
+        def attend(self, kind, key, q, k, v, heads, extra_options, base=None):
             self.seen.append((kind, key, q.shape, k.shape, heads))
             return att.sdpa_attention(q, k, v, heads)
     ctx = Ctx()
@@ -218,7 +218,7 @@ def test_control_hooks_see_the_contract_shapes(tiny, cond):
         def wants(self, kind, key, extra_options=None):
             return kind in ("frame", "temporal")
 
-        def attend(self, kind, key, q, k, v, heads, extra_options):
+        def attend(self, kind, key, q, k, v, heads, extra_options, base=None):
             self.seen.append((kind, key, tuple(q.shape), tuple(k.shape)))
             if kind == "frame":
                 n = q.shape[0] // frames

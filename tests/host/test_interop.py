@@ -381,8 +381,6 @@ def _controller(clip, cross_replace):
         blend_start=0.2, controlled_layers="cross+temporal (paper)", map_words="").result[0]
 
 
-@pytest.mark.xfail(strict=True, reason="the Decoupled Sampler's attn2 patch does not yet call another node's attn2 "
-                                       "patch (0 calls measured, also with cross_replace 0)")
 def test_other_nodes_attn2_patches_run_under_the_decoupled_sampler(tiny, prompts, video):
     calls = []
     model = _with_other_attn2(tiny[0], calls)
