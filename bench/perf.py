@@ -1,6 +1,7 @@
 """Performance benchmark: every figure the README reports, in one run on the tiny model.
 
-  1. control overhead of the Decoupled Sampler (edit / the same UNet evaluations without control)
+  1. control overhead of the Decoupled Sampler (edit / the same UNet evaluations without control),
+     and the edit through ComfyUI's sampler against the pack's previous own loop
   2. frame scaling of an edit (8 / 16 / 32 / 64 frames: seconds per frame, peak memory)
   3. inversion cost by mode (null-text / fast / direct-inversion / ddim-cfg) and reconstruction PSNR
   4. Tune On Video seconds per step and peak memory (8 / 16 / 32 frames)
@@ -29,6 +30,8 @@ def main():
     parts = [
         ("control overhead", ["bench_edit.py", "--frames", "8", "32", "--steps", "4" if q else "10",
                               "--repeat", "1" if q else "3"]),
+        ("ComfyUI's sampler vs the previous own loop", ["bench_edit.py", "--own-loop", "--frames", "8", "32",
+                                                         "--steps", "4" if q else "10", "--repeat", "1" if q else "3"]),
         ("frame scaling", ["bench_edit.py", "--scaling", *(["8", "16"] if q else ["8", "16", "32", "64"]),
                            "--steps", "4" if q else "10"]),
         ("inversion by mode", ["bench_invert.py", "--frames", "8", *([] if q else ["16"]), "--steps",
