@@ -25,6 +25,7 @@ WIDTH = 384            # thumbnail width in pixels (the template cards are about
 RUN_FIRST = ["toy_word_swap.json"]     # toy_reuse_saved.json loads what this one saves
 TOY_SOURCE = "a red circle on a striped gray background"
 TOY_TARGET = "a green circle on a striped gray background"
+TOY_WORDS = "red, green"          # the word the toy edit changes, in the source and the target
 
 
 def sd15_on_toy(prompt, tmp):
@@ -43,7 +44,10 @@ def sd15_on_toy(prompt, tmp):
         elif n["class_type"] == "VP2PLoadVideo":
             n["inputs"].update(path=clip, width=64, height=64)
         elif n["class_type"] == "VP2PController":
-            n["inputs"].update(source_text=TOY_SOURCE, target_text=TOY_TARGET)
+            # the workflow's blend/reweight words name its SD1.5 objects: the toy ones instead
+            n["inputs"].update(source_text=TOY_SOURCE, target_text=TOY_TARGET,
+                               blend_words=TOY_WORDS if n["inputs"].get("blend_words") else "",
+                               reweight_words=TOY_WORDS.split(", ")[1] if n["inputs"].get("reweight_words") else "")
         elif n["class_type"] == "VP2PTuneOnVideo":
             n["inputs"]["save_name"] = ""
     return prompt
