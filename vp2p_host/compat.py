@@ -9,7 +9,7 @@ Measured differences that matter to the pack (0.3.52 against 0.3.75):
   therefore writes its mp4 itself (nodes/video_io.py, the same PyAV on every version).
 Identical on both (and used as is): `comfy_api.latest.InputImpl` / `Types`, `VideoComponents`
 (images, frame_rate, audio, metadata), the `video_upload` combo option, the
-`{"images": [...], "animated": (True,)}` preview that core's SaveVideo returns, and
+`{"images": [...], "animated": (True,)}` preview that core's SaveVideo returns (for videos), and
 `args.disable_metadata`.
 """
 from __future__ import annotations
@@ -43,5 +43,10 @@ def metadata_enabled() -> bool:
 
 
 def preview_ui(files):
-    """UI output that the editor shows as an (animated) preview: [(filename, subfolder)]."""
-    return {"images": [{"filename": f, "subfolder": s, "type": "output"} for f, s in files], "animated": (True,)}
+    """UI output that the editor shows as a preview: [(filename, subfolder)]. Only videos are
+    flagged `animated`: the editor plays flagged files in a <video> element, which cannot play
+    a gif or an animated webp (an <img> animates them)."""
+    ui = {"images": [{"filename": f, "subfolder": s, "type": "output"} for f, s in files]}
+    if all(f.lower().endswith((".mp4", ".webm", ".mov")) for f, _ in files):
+        ui["animated"] = (True,)
+    return ui
