@@ -13,8 +13,16 @@ import pytest
 import comfy_host
 from devkit import REPO, WORKFLOWS, scale_down
 
-# what a user's copy of ComfyUI does not have yet (created at run time, or this test's pack)
-FRESH_IGNORE = shutil.ignore_patterns("output", "temp", "user", "input", "__pycache__", comfy_host.PACK_DIRNAME)
+# what a user's copy of ComfyUI does not have yet (created at run time, or this test's pack); the
+# run-time folders only at the top (comfy_api/input/ is code)
+RUNTIME_DIRS = ("output", "temp", "user", "input")
+
+
+def fresh_ignore(root):
+    def ignore(folder, names):
+        top = os.path.samefile(folder, root)
+        return [n for n in names if n in ("__pycache__", comfy_host.PACK_DIRNAME) or (top and n in RUNTIME_DIRS)]
+    return ignore
 
 
 class _Published:
@@ -37,7 +45,8 @@ def _run(cmd, **kw):
 def fresh_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("user_install")
     comfy = base / "ComfyUI"
-    shutil.copytree(comfy_host.comfy_root(), comfy, ignore=FRESH_IGNORE, symlinks=True)
+    shutil.copytree(comfy_host.comfy_root(), comfy, ignore=fresh_ignore(comfy_host.comfy_root()), symlinks=True)
+    assert os.path.isdir(comfy / "comfy_api" / "input") and not os.path.exists(comfy / "output")
     pack = comfy / "custom_nodes" / comfy_host.PACK_DIRNAME
     _run(["git", "clone", "-q", REPO, str(pack)])
     cons = os.path.join(comfy_host.HOST_ROOT, "constraints.txt")
@@ -66,6 +75,8 @@ def test_the_clone_is_what_the_server_loaded(fresh_server):
     for name in comfy_host.PACK_NODES:
         assert name in info, name
         assert info[name]["python_module"].startswith("custom_nodes."), info[name]["python_module"]
+    assert "SaveVideo" in info and "SamplerCustomAdvanced" in info       # the copy is a whole ComfyUI
+    assert info["VP2PDecoupledGuider"]["output"] == ["GUIDER"] and info["VP2PDecoupledGuider"]["experimental"]
     assert os.path.isfile(os.path.join(fresh_server.pack_dir, "models", "toy_world", "toy_world_sd1.safetensors"))
 
 
