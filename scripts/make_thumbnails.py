@@ -4,8 +4,9 @@ workflows/<name>.json (the editor, frontends 1.25 to 1.32, asks for
 runs through ComfyUI's executor with its shipped settings, and the first and last frames of its
 Side By Side node (else of its Save Video nodes, side by side) become the picture.
 
-sd15_word_swap.json needs the user's SD1.5 checkpoint and clip; for its thumbnail the same graph
-runs with the shipped toy model, a rendered toy-world clip and toy prompts in their place.
+The sd15_* workflows need the user's SD1.5 checkpoint, clip (and ControlNet); for their thumbnails the
+same graph runs with the shipped toy model, a rendered toy-world clip and toy prompts in their place
+(and without the ControlNet branch).
 
     .venv/bin/python scripts/make_thumbnails.py [workflows/<name>.json ...]
 """
@@ -28,8 +29,19 @@ TOY_TARGET = "a green circle on a striped gray background"
 TOY_WORDS = "red, green"          # the word the toy edit changes, in the source and the target
 
 
+CONTROLNET_NODES = ("ControlNetLoader", "Canny", "ControlNetApplyAdvanced")
+
+
 def sd15_on_toy(prompt, tmp):
-    """The SD1.5 graph with the toy model, a rendered toy clip and toy prompts."""
+    """The SD1.5 graph with the toy model, a rendered toy clip and toy prompts. No ControlNet
+    weights exist for the toy model: a ControlNet branch (loader, preprocessor, apply) is left out
+    and the sampler takes the controller's plain conditionings."""
+    for nid in [k for k, n in prompt.items() if n["class_type"] in CONTROLNET_NODES]:
+        del prompt[nid]
+    for n in prompt.values():
+        if n["class_type"] == "VP2PDecoupledSampler":
+            n["inputs"].pop("source_conditioning", None)
+            n["inputs"].pop("target_conditioning", None)
     import numpy as np
     import devkit as tl
     world = tl.toy.world
@@ -90,7 +102,7 @@ def main():
         for p in paths:
             with open(p) as f:
                 prompt = wa.ui_to_api(json.load(f), nodes.NODE_CLASS_MAPPINGS)
-            if os.path.basename(p) == "sd15_word_swap.json":
+            if os.path.basename(p).startswith("sd15_"):
                 prompt = sd15_on_toy(prompt, tmp)
             out = comfy_host.run_prompt(prompt)
             target = os.path.splitext(p)[0] + ".jpg"

@@ -15,7 +15,7 @@ def _toy_inputs(g, note, shape="circle", colour="red", background="striped", bg_
 
 
 def _edit_chain(g, ck, frames_image, source, target, mode="swap", tune_steps=100, inv_mode="null-text",
-                steps=50, controller=None, save_name="", **ctrl):
+                steps=50, controller=None, save_name="", branch_conds=None, **ctrl):
     """VAE encode -> inflate -> tune -> invert -> controller -> sampler -> decode/save."""
     lat = g.add("VAEEncode", 1, pixels=(frames_image, 0), vae=(ck, 2))
     infl = g.add("VP2PInflateT2SModel", 1, model=(ck, 0))
@@ -28,8 +28,9 @@ def _edit_chain(g, ck, frames_image, source, target, mode="swap", tune_steps=100
     empty = g.add("CLIPTextEncode", 2, title="Empty prompt", widgets={"text": ""}, clip=(ck, 1))
     inv = g.add("VP2PSharedNullTextInvert", 2, widgets={"steps": steps, "mode": inv_mode}, model=(tuned, 0),
                 latent=(lat, 0), conditioning=(controller, "source"), empty_conditioning=(empty, 0))
+    extra = branch_conds(controller) if branch_conds is not None else {}
     samp = g.add("VP2PDecoupledSampler", 3, model=(tuned, 0), inversion=(inv, "inversion"),
-                 controller=(controller, "controller"))
+                 controller=(controller, "controller"), **extra)
     return lat, tuned, inv, controller, samp
 
 
@@ -147,6 +148,36 @@ def sd15_word_swap(g):
     _outputs(g, ck, vid, inv, samp, "sd15_word_swap")
 
 
+def sd15_controlnet_word_swap(g):
+    note = ("Video-P2P with a ControlNet: the word swap of sd15_word_swap, with the clip's Canny edges "
+            "guiding both branches through an SD1.5 Canny ControlNet.\n\n"
+            "Load ControlNet Model: control_v11p_sd15_canny (or another SD1.5 ControlNet with its "
+            "preprocessor in place of Canny). Apply ControlNet takes the P2P Controller's TARGET conditioning "
+            "as positive and its SOURCE conditioning as negative, and its two outputs go to the Decoupled "
+            "Sampler's target_conditioning and source_conditioning: each branch (and its unconditional half) "
+            "then carries the ControlNet. The prompts must stay the controller's (the sampler checks). Lower "
+            "the strength if the edit cannot change the shape enough.")
+    g.add("Note", 0, title="About this workflow", widgets=note, height=300)
+    ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
+    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
+                                              "height": 512})
+    cn = g.add("ControlNetLoader", 0, widgets={"control_net_name": "control_v11p_sd15_canny.pth"})
+    edges = g.add("Canny", 1, widgets={"low_threshold": 0.4, "high_threshold": 0.8}, image=(vid, 0))
+
+    def with_controlnet(controller):
+        apply = g.add("ControlNetApplyAdvanced", 3, title="Apply ControlNet to both branches",
+                      widgets={"strength": 0.8, "start_percent": 0.0, "end_percent": 1.0},
+                      positive=(controller, "target"), negative=(controller, "source"), control_net=(cn, 0),
+                      image=(edges, 0))
+        return {"target_conditioning": (apply, 0), "source_conditioning": (apply, 1)}
+    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, "a man riding a bike", "a man riding a motorbike",
+                                              tune_steps=300, save_name="sd15_cn_swap", inv_mode="direct-inversion",
+                                              blend_words="bike, motorbike", reweight_words="motorbike",
+                                              reweight_scales="2", preset="swap + reweight + blend (official)",
+                                              branch_conds=with_controlnet)
+    _outputs(g, ck, vid, inv, samp, "sd15_controlnet_word_swap")
+
+
 WORKFLOWS = {
     "toy_word_swap.json": toy_word_swap,
     "toy_refine_local_blend.json": toy_refine_local_blend,
@@ -154,4 +185,5 @@ WORKFLOWS = {
     "toy_fast_mode.json": toy_fast_mode,
     "toy_reuse_saved.json": toy_reuse_saved,
     "sd15_word_swap.json": sd15_word_swap,
+    "sd15_controlnet_word_swap.json": sd15_controlnet_word_swap,
 }

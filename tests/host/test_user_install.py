@@ -86,7 +86,7 @@ TOY = ["toy_word_swap.json", "toy_refine_local_blend.json", "toy_reweight.json",
 
 
 def test_every_workflow_is_covered():
-    assert sorted(TOY + ["sd15_word_swap.json"]) == sorted(os.path.basename(p) for p in WORKFLOWS)
+    assert sorted(TOY + SD15) == sorted(os.path.basename(p) for p in WORKFLOWS)
 
 
 @pytest.mark.parametrize("name", TOY)
@@ -108,7 +108,11 @@ def test_toy_workflow_through_the_http_api(fresh_server, name):
             assert os.path.getsize(p) > 0, p
 
 
-def test_sd15_workflow_node_types_exist(fresh_server):
+SD15 = ["sd15_word_swap.json", "sd15_controlnet_word_swap.json"]     # need the user's weights
+
+
+@pytest.mark.parametrize("name", SD15)
+def test_sd15_workflow_node_types_exist(fresh_server, name):
     info = fresh_server.get_json("/object_info")
-    prompt = _prompt(fresh_server, os.path.join(REPO, "workflows", "sd15_word_swap.json"), info)
+    prompt = _prompt(fresh_server, os.path.join(REPO, "workflows", name), info)
     assert {n["class_type"] for n in prompt.values()} <= set(info)
