@@ -125,6 +125,20 @@ def toy_reuse_saved(g):
         g.add("VP2PSaveVideo", 4, widgets={"filename_prefix": f"video_p2p/toy_reuse_{i}"}, images=(dec, 0))
 
 
+# the official edit config of the SD1.5 examples (see the preset table in the README)
+SD15_EDIT = dict(source="a man riding a bike", target="a man riding a motorbike", tune_steps=300,
+                 inv_mode="direct-inversion", blend_words="bike, motorbike", reweight_words="motorbike",
+                 reweight_scales="2", preset="swap + reweight + blend (official)")
+
+
+def _sd15_inputs(g, note):
+    g.add("Note", 0, title="About this workflow", widgets=note, height=300)
+    ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
+    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
+                                              "height": 512})
+    return ck, vid
+
+
 def sd15_word_swap(g):
     note = ("Video-P2P word swap with your SD1.5 checkpoint and video, set up as the official edit configs "
             "are.\n\n"
@@ -137,14 +151,8 @@ def sd15_word_swap(g):
             "the preset 'hard edit' (0.8 / 0.7), for added words the refine preset. Needs a GPU (~20 GB in "
             "fp32 for 8 frames; fp16 and gradient checkpointing lower that). Save the tuning and the "
             "inversion to try more targets cheaply (see toy_reuse_saved).")
-    g.add("Note", 0, title="About this workflow", widgets=note, height=300)
-    ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
-    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
-                                              "height": 512})
-    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, (vid, 0)[0], "a man riding a bike", "a man riding a motorbike",
-                                              tune_steps=300, save_name="sd15_swap", inv_mode="direct-inversion",
-                                              blend_words="bike, motorbike", reweight_words="motorbike",
-                                              reweight_scales="2", preset="swap + reweight + blend (official)")
+    ck, vid = _sd15_inputs(g, note)
+    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, save_name="sd15_swap", **SD15_EDIT)
     _outputs(g, ck, vid, inv, samp, "sd15_word_swap")
 
 
@@ -157,10 +165,7 @@ def sd15_controlnet_word_swap(g):
             "Sampler's target_conditioning and source_conditioning: each branch (and its unconditional half) "
             "then carries the ControlNet. The prompts must stay the controller's (the sampler checks). Lower "
             "the strength if the edit cannot change the shape enough.")
-    g.add("Note", 0, title="About this workflow", widgets=note, height=300)
-    ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
-    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
-                                              "height": 512})
+    ck, vid = _sd15_inputs(g, note)
     cn = g.add("ControlNetLoader", 0, widgets={"control_net_name": "control_v11p_sd15_canny.pth"})
     edges = g.add("Canny", 1, widgets={"low_threshold": 0.4, "high_threshold": 0.8}, image=(vid, 0))
 
@@ -170,11 +175,8 @@ def sd15_controlnet_word_swap(g):
                       positive=(controller, "target"), negative=(controller, "source"), control_net=(cn, 0),
                       image=(edges, 0))
         return {"target_conditioning": (apply, 0), "source_conditioning": (apply, 1)}
-    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, "a man riding a bike", "a man riding a motorbike",
-                                              tune_steps=300, save_name="sd15_cn_swap", inv_mode="direct-inversion",
-                                              blend_words="bike, motorbike", reweight_words="motorbike",
-                                              reweight_scales="2", preset="swap + reweight + blend (official)",
-                                              branch_conds=with_controlnet)
+    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, save_name="sd15_cn_swap", branch_conds=with_controlnet,
+                                              **SD15_EDIT)
     _outputs(g, ck, vid, inv, samp, "sd15_controlnet_word_swap")
 
 

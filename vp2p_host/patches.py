@@ -55,6 +55,15 @@ def host_attention(q, k, v, heads, extra_options=None):
     return fn(q, k, v, heads, **kwargs)
 
 
+def layer_attention(previous, heads, extra_options):
+    """The layer's own attention as `f(q, k, v)`: another node's replace patch that this one
+    chains (IP-Adapter style), else ComfyUI's kernel with this call's options. The controller
+    takes it for every row and replaces the rows it edits."""
+    if previous is not None:
+        return lambda q, k, v: previous(q, k, v, extra_options)
+    return lambda q, k, v: host_attention(q, k, v, heads, extra_options)
+
+
 # --------------------------------------------------------------------------- patches
 class FrameAttentionPatch:
     """attn1 replace patch: frame i attends to frame 0 of its video (plain data, deep-copyable)."""
@@ -70,11 +79,8 @@ class FrameAttentionPatch:
         ctx = extra_options.get(CONTROL_KEY)
         if ctx is not None and ctx.wants("frame", self.key, extra_options):
             k0, v0 = first_frame_kv(k, v, frames)
-            if self.previous is not None:
-                base = lambda q_, k_, v_: self.previous(q_, k_, v_, extra_options)  # noqa: E731
-            else:
-                base = lambda q_, k_, v_: host_attention(q_, k_, v_, heads, extra_options)  # noqa: E731
-            return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options, base)
+            return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options,
+                              layer_attention(self.previous, heads, extra_options))
         if self.previous is not None:
             # another node's attn1 patch keeps the full batch layout; it just sees frame-0 K/V
             k0, v0 = first_frame_kv(k, v, frames)
@@ -202,13 +208,8 @@ class Attn2Patch:
         ctx = extra_options.get(CONTROL_KEY)
         heads = extra_options["n_heads"]
         if ctx is not None and ctx.wants("cross", self.key, extra_options):
-            # the layer's own attention (another node's attn2 patch, IP-Adapter style, else ComfyUI's
-            # kernel with this call's options) computes every row; the controller replaces the rows it edits
-            if self.previous is not None:
-                base = lambda q_, k_, v_: self.previous(q_, k_, v_, extra_options)  # noqa: E731
-            else:
-                base = lambda q_, k_, v_: host_attention(q_, k_, v_, heads, extra_options)  # noqa: E731
-            return ctx.attend("cross", self.key, q, k, v, heads, extra_options, base)
+            return ctx.attend("cross", self.key, q, k, v, heads, extra_options,
+                              layer_attention(self.previous, heads, extra_options))
         if self.previous is not None:
             return self.previous(q, k, v, extra_options)
         return host_attention(q, k, v, heads, extra_options)
