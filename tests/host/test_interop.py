@@ -270,7 +270,7 @@ FRESH = r"""
 import json, os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "scripts"))
 import comfy_host
-comfy_host.boot(threads=1)
+comfy_host.boot(threads=int(sys.argv[3]))
 import torch, folder_paths, nodes
 import devkit as tl
 cfg = json.loads(sys.argv[2])
@@ -326,7 +326,9 @@ def test_lora_model_inflates_tunes_inverts_edits_and_reloads_in_a_fresh_process(
            "inversion": os.path.relpath(inv_path, os.path.join(outdir, "video_p2p")),
            "video": str(tmp_path / "video.pt")}
     env = dict(os.environ)
-    proc = subprocess.run([sys.executable, "-c", FRESH, REPO, json.dumps(cfg)], capture_output=True, text=True,
+    # the same intra-op thread count as this process: CPU float reductions depend on it
+    proc = subprocess.run([sys.executable, "-c", FRESH, REPO, json.dumps(cfg), str(torch.get_num_threads())],
+                          capture_output=True, text=True,
                           env=env, timeout=600)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
