@@ -302,16 +302,19 @@ def test_workflows_open_from_the_template_browser(browser):
     d, _ = browser
     names = [os.path.basename(p)[:-5] for p in WORKFLOWS]
     d.execute_script("app.extensionManager.command.execute('Comfy.BrowseTemplates');")
-    entry = wait_for(d, "(() => { const e = [...document.querySelectorAll('.p-dialog *')].find(e => "
-                        f"e.children.length === 0 && (e.innerText || '').trim() === {json.dumps(comfy_host.PACK_DIRNAME)});"
-                        " return e || null; })()", 30, "the pack's entry in the template browser")
-    d.execute_script("arguments[0].scrollIntoView(); arguments[0].click();", entry)
+    # found and clicked in one script: the dialog re-renders while it loads (stale elements)
+    wait_for(d, "(() => { const e = [...document.querySelectorAll('.p-dialog *')].find(e => "
+                f"e.children.length === 0 && (e.innerText || '').trim() === {json.dumps(comfy_host.PACK_DIRNAME)});"
+                " if (!e) return null; e.scrollIntoView(); e.click(); return true; })()", 30,
+             "the pack's entry in the template browser")
     from PIL import Image
     for name in names:
         with Image.open(os.path.join(REPO, "workflows", f"{name}.jpg")) as im:
             size = list(im.size)
         # 1.32 links the thumbnail, 1.25 fetches it into a blob: the decoded size must be the file's
+        # scrolled into view: the editor loads the thumbnails of visible cards only
         got = wait_for(d, f"(() => {{ const c = document.querySelector('[data-testid=\"template-workflow-{name}\"]');"
+                          " if (c) c.scrollIntoView();"
                           " const i = c && c.querySelector('img'); return i && i.complete && i.naturalWidth > 0 ?"
                           " [i.getAttribute('src'), i.naturalWidth, i.naturalHeight] : null; })()", 30,
                        f"the card of {name} with its thumbnail")
