@@ -81,7 +81,7 @@ def own_loop_sample(tl, model, inv, spec, cfg):
     core, host = tl.core, tl.host
     vc = core.control
     clone = host.sampling.patched_clone(model)
-    runner = host.unet.UNetRunner(clone)
+    runner = tl.UNetRunner(clone)
     dev, frames, steps = runner.device, inv.x_T.shape[0], len(inv.sigmas) - 1
     ctrl = spec.controller
     store = vc.AttentionStore() if ctrl.local_blend is not None or spec.map_tokens else None

@@ -204,3 +204,68 @@ def fail_at_progress(monkeypatch, at, failure, seen=None):
                 raise RuntimeError("boom")
     monkeypatch.setattr(comfy.utils.ProgressBar, "update_absolute", update)
     return mm.InterruptProcessingException if failure == "interrupt" else RuntimeError
+
+
+def _unet():
+    return pack().vp2p_host.unet
+
+
+class UNetRunner:
+    """The pack's former direct UNet evaluation (ComfyUI's calc_cond_uncond_batch written out for
+    one area-less cond per chunk), kept as the independent reference the exactness tests and the
+    loop benchmark compare the pack's path through ComfyUI with. Loads the MODEL like ComfyUI's
+    samplers do and evaluates denoised predictions."""
+
+    def __init__(self, model, memory_required: int = 0):
+        import comfy.model_management
+        self.patcher = model
+        comfy.model_management.load_models_gpu([model], memory_required=memory_required) if memory_required else \
+            comfy.model_management.load_models_gpu([model])
+        self.model = model.model
+        self.device = model.load_device
+        self.sampling = self.model.model_sampling
+        self.latent_format = self.model.latent_format
+        self.options = model.model_options
+
+    def to_model_space(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.latent_format.process_in(latent.to(self.device, torch.float32))
+
+    def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
+        return self.latent_format.process_out(x).cpu()
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, contexts, cond_or_uncond,
+                extra_options: dict | None = None):
+        """Denoised prediction for each chunk. x: [F,...] shared by all chunks, or a list of
+        per-chunk tensors; contexts: per-chunk [1 or F, tokens, dim]."""
+        import comfy.patcher_extension
+        xs = x if isinstance(x, (list, tuple)) else [x] * len(contexts)
+        frames = xs[0].shape[0]
+        timestep = sigma if sigma.ndim == 1 and sigma.shape[0] == frames else \
+            xs[0].new_ones([frames]) * sigma
+        input_x = torch.cat(list(xs))
+        ctx = torch.cat([c.to(self.device).repeat(frames // c.shape[0], 1, 1) for c in contexts])
+        timestep_ = torch.cat([timestep] * len(contexts))
+        topts = comfy.patcher_extension.copy_nested_dicts(self.options.get("transformer_options", {}))
+        # the ModelPatcher's wrappers reach the UNet only through transformer_options (as
+        # comfy.sampler_helpers.prepare_model_patcher merges them for ComfyUI's samplers)
+        comfy.patcher_extension.merge_nested_dicts(topts.setdefault("wrappers", {}),
+                                                   getattr(self.patcher, "wrappers", {}) or {}, copy_dict1=False)
+        topts["cond_or_uncond"] = list(cond_or_uncond)
+        topts["sigmas"] = timestep
+        if extra_options:
+            topts.update(extra_options)
+        c = {"c_crossattn": ctx, "transformer_options": topts}
+        wrapper = self.options.get("model_function_wrapper")
+        if wrapper is not None:
+            out = wrapper(self.model.apply_model, {"input": input_x, "timestep": timestep_, "c": c,
+                                                   "cond_or_uncond": list(cond_or_uncond)})
+        else:
+            out = self.model.apply_model(input_x, timestep_, **c)
+        return out.chunk(len(contexts))
+
+    def cfg_denoise(self, x, sigma, cond, uncond, cfg, extra_options=None):
+        """ComfyUI's CFG for one video: batch [uncond, cond] exactly as calc_cond_uncond_batch."""
+        if abs(cfg - 1.0) < 1e-9:
+            return self.denoise(x, sigma, [cond], [_unet().COND], extra_options)[0]
+        u, c = self.denoise(x, sigma, [uncond, cond], [_unet().UNCOND, _unet().COND], extra_options)
+        return u + (c - u) * cfg

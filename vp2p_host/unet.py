@@ -143,69 +143,14 @@ def conditioning_of(tensor):
     return [[tensor, {}]]
 
 
-class UNetRunner:
-    """Loads the MODEL like ComfyUI's samplers do and evaluates denoised predictions."""
-
-    def __init__(self, model, memory_required: int = 0):
-        self.patcher = model
-        mm.load_models_gpu([model], memory_required=memory_required) if memory_required else \
-            mm.load_models_gpu([model])
-        self.model = model.model
-        self.device = model.load_device
-        self.sampling = self.model.model_sampling
-        self.latent_format = self.model.latent_format
-        self.options = model.model_options
-
-    def to_model_space(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.latent_format.process_in(latent.to(self.device, torch.float32))
-
-    def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
-        return self.latent_format.process_out(x).cpu()
-
-    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, contexts, cond_or_uncond,
-                extra_options: dict | None = None):
-        """Denoised prediction for each chunk. x: [F,...] shared by all chunks, or a list of
-        per-chunk tensors; contexts: per-chunk [1 or F, tokens, dim]."""
-        xs = x if isinstance(x, (list, tuple)) else [x] * len(contexts)
-        frames = xs[0].shape[0]
-        timestep = sigma if sigma.ndim == 1 and sigma.shape[0] == frames else \
-            xs[0].new_ones([frames]) * sigma
-        input_x = torch.cat(list(xs))
-        ctx = torch.cat([c.to(self.device).repeat(frames // c.shape[0], 1, 1) for c in contexts])
-        timestep_ = torch.cat([timestep] * len(contexts))
-        topts = comfy.patcher_extension.copy_nested_dicts(self.options.get("transformer_options", {}))
-        # the ModelPatcher's wrappers reach the UNet only through transformer_options (as
-        # comfy.sampler_helpers.prepare_model_patcher merges them for ComfyUI's samplers)
-        comfy.patcher_extension.merge_nested_dicts(topts.setdefault("wrappers", {}),
-                                                   getattr(self.patcher, "wrappers", {}) or {}, copy_dict1=False)
-        topts["cond_or_uncond"] = list(cond_or_uncond)
-        topts["sigmas"] = timestep
-        if extra_options:
-            topts.update(extra_options)
-        c = {"c_crossattn": ctx, "transformer_options": topts}
-        wrapper = self.options.get("model_function_wrapper")
-        if wrapper is not None:
-            out = wrapper(self.model.apply_model, {"input": input_x, "timestep": timestep_, "c": c,
-                                                   "cond_or_uncond": list(cond_or_uncond)})
-        else:
-            out = self.model.apply_model(input_x, timestep_, **c)
-        return out.chunk(len(contexts))
-
-    def cfg_denoise(self, x, sigma, cond, uncond, cfg, extra_options=None):
-        """ComfyUI's CFG for one video: batch [uncond, cond] exactly as calc_cond_uncond_batch."""
-        if abs(cfg - 1.0) < 1e-9:
-            return self.denoise(x, sigma, [cond], [COND], extra_options)[0]
-        u, c = self.denoise(x, sigma, [uncond, cond], [UNCOND, COND], extra_options)
-        return u + (c - u) * cfg
-
-
 def throw_if_interrupted():
     mm.throw_exception_if_processing_interrupted()
 
 
-def compute_dtype(runner):
-    """The dtype the UNet computes in (ComfyUI's manual cast dtype, else its weight dtype)."""
-    m = runner.model
+def compute_dtype(evaluator):
+    """The dtype the UNet computes in (ComfyUI's manual cast dtype, else its weight dtype);
+    `evaluator` is anything with the loaded BaseModel as `.model`."""
+    m = evaluator.model
     dt = getattr(m, "manual_cast_dtype", None)
     if dt is None and hasattr(m, "get_dtype"):
         dt = m.get_dtype()

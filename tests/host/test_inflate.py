@@ -11,9 +11,8 @@ def _inflate(model, temporal=True, video_norm=True, chunk=0, seed=0):
 
 
 def _predict(model, cond, latent, sigma=3.0, extra=None, chunks=1):
-    ur = tl.host.unet
     with torch.inference_mode():
-        r = ur.UNetRunner(model)
+        r = tl.UNetRunner(model)
         x = r.to_model_space(latent)
         outs = r.denoise(x, torch.tensor(sigma), [cond] * chunks, [0, 1][:chunks] if chunks <= 2 else [0] * chunks,
                          extra)

@@ -38,9 +38,8 @@ def comfy_ddim_uniform(model, steps):
 
 def sampler_source_branch(model, inv):
     """The Decoupled Sampler's source branch without control, written out."""
-    ur = tl.host.unet
     with torch.inference_mode():
-        runner = ur.UNetRunner(model)
+        runner = tl.UNetRunner(model)
         dev = runner.device
         x = inv.x_T.to(dev).float()
         sig = inv.sigmas.to(dev)
@@ -458,7 +457,7 @@ def test_null_text_with_a_low_precision_unet(tiny_ckpt, tiny, video, prompts, fa
     """The tiny UNet cast to fp16 / bf16: the null moves and the reconstruction is within 0.5 dB
     of the fp32 model's."""
     model, clip = _low_precision_copy(tiny_ckpt, dtype)
-    assert tl.host.unet.compute_dtype(tl.host.unet.UNetRunner(model)) == dtype
+    assert tl.host.unet.compute_dtype(tl.UNetRunner(model)) == dtype
     inv, rec = invert(model, video, *prompts)
     _, (inv32, rec32) = fast_and_null
     assert inv.null_embeddings.dtype == torch.float32

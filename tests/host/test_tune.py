@@ -33,9 +33,8 @@ def _tune(model, video, cond, steps=3, lr=1e-3, seed=33, **kw):
 
 
 def _predict(model, cond, latent, sigma=2.0):
-    ur = _mods()[2]
     with torch.inference_mode():
-        r = ur.UNetRunner(model)
+        r = tl.UNetRunner(model)
         return r.denoise(r.to_model_space(latent), torch.tensor(sigma), [cond[0][0]], [0])[0].clone()
 
 
@@ -104,11 +103,10 @@ def test_tuning_changes_exactly_the_allowed_parameters(tiny, inflated, video, co
 
 def test_loss_drops_on_a_fixed_video(tiny, inflated, video, cond):
     core = tl.core.tuning
-    ur = _mods()[2]
 
     def measure(model):
         with torch.inference_mode():
-            r = ur.UNetRunner(model)
+            r = tl.UNetRunner(model)
             x0 = r.to_model_space(video["samples"])
             c = cond[0][0]
             pred = lambda x, s: (x - r.denoise(x, s, [c], [0])[0]) / s  # noqa: E731
@@ -250,7 +248,7 @@ def test_low_precision_unet_tunes_like_fp32(tiny_ckpt, tiny, video, cond, dtype,
     def measure(model):
         core = tl.core.tuning
         with torch.inference_mode():
-            r = ur.UNetRunner(model)
+            r = tl.UNetRunner(model)
             x0 = r.to_model_space(video["samples"])
             pred = lambda x, s: (x - r.denoise(x, s, [cond[0][0]], [0])[0]) / s  # noqa: E731
             return core.eval_loss(pred, x0, r.sampling.sigmas.float(), samples=8, seed=5)
