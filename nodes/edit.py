@@ -123,9 +123,9 @@ class VP2PDecoupledSampler(io.ComfyNode):
             inputs=_edit_inputs() + [
                 _cfg_input(),
                 io.Combo.Input("branch_batching", options=["auto", "batched", "source-first"], tooltip=
-                    "batched: both branches in one UNet call (fastest); source-first: source then target "
-                    "per step, caching the source attention (half the activation memory, identical edits "
-                    "up to float rounding); auto: batched if it fits in free memory."),
+                    "Kept for saved workflows; every value gives the same edit: ComfyUI's sampler "
+                    "evaluates the source branch, then the target branch (each with its unconditional "
+                    "half, batched by ComfyUI's calc_cond_batch), caching the source attention."),
             ] + _branch_inputs(),
             outputs=[
                 io.Latent.Output(display_name="edited", tooltip="The edited video (one latent per frame)."),
