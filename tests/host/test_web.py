@@ -302,22 +302,42 @@ def test_workflows_open_from_the_template_browser(browser):
     d, _ = browser
     names = [os.path.basename(p)[:-5] for p in WORKFLOWS]
     d.execute_script("app.extensionManager.command.execute('Comfy.BrowseTemplates');")
-    # found and clicked in one script: the dialog re-renders while it loads (stale elements)
-    wait_for(d, "(() => { const e = [...document.querySelectorAll('.p-dialog *')].find(e => "
-                f"e.children.length === 0 && (e.innerText || '').trim() === {json.dumps(comfy_host.PACK_DIRNAME)});"
-                " if (!e) return null; e.scrollIntoView(); e.click(); return true; })()", 30,
-             "the pack's entry in the template browser")
+    # found and clicked in one script (the dialog re-renders while it loads: stale elements), and
+    # clicked again if the click landed before the dialog was ready (no card of ours appears)
+    click_entry = ("(() => { const e = [...document.querySelectorAll('.p-dialog *')].find(e => "
+                   f"e.children.length === 0 && (e.innerText || '').trim() === {json.dumps(comfy_host.PACK_DIRNAME)});"
+                   " if (!e) return null; e.scrollIntoView(); e.click(); return true; })()")
+    ours = " || ".join(f"document.querySelector('[data-testid=\"template-workflow-{n}\"]')" for n in names)
+    for attempt in range(4):
+        wait_for(d, click_entry, 30, "the pack's entry in the template browser")
+        try:
+            wait_for(d, f"!!({ours})", 5, "the pack's workflows in the template browser")
+            break
+        except AssertionError:
+            if attempt == 3:
+                raise
     from PIL import Image
     for name in names:
         with Image.open(os.path.join(REPO, "workflows", f"{name}.jpg")) as im:
             size = list(im.size)
         # 1.32 links the thumbnail, 1.25 fetches it into a blob: the decoded size must be the file's
-        # scrolled into view: the editor loads the thumbnails of visible cards only
-        got = wait_for(d, f"(() => {{ const c = document.querySelector('[data-testid=\"template-workflow-{name}\"]');"
-                          " if (c) c.scrollIntoView();"
-                          " const i = c && c.querySelector('img'); return i && i.complete && i.naturalWidth > 0 ?"
-                          " [i.getAttribute('src'), i.naturalWidth, i.naturalHeight] : null; })()", 30,
-                       f"the card of {name} with its thumbnail")
+        # the editor loads the thumbnails of the cards in view only (1.25 also unloads those that
+        # leave it): scroll the card into view, then wait for its image (scrolling again if the
+        # list was still moving)
+        card = f"document.querySelector('[data-testid=\"template-workflow-{name}\"]')"
+        loaded = (f"(() => {{ const c = {card}; const i = c && c.querySelector('img');"
+                  " return i && i.complete && i.naturalWidth > 0 ? [i.getAttribute('src'), i.naturalWidth,"
+                  " i.naturalHeight] : null; })()")
+        got = None
+        for attempt in range(3):
+            wait_for(d, f"(() => {{ const c = {card}; if (!c) return null; c.scrollIntoView(); return true; }})()",
+                     30, f"the card of {name}")
+            try:
+                got = wait_for(d, loaded, 10, f"the thumbnail of {name}")
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
         assert got[1:] == size, (name, got, size)
         assert got[0].startswith("blob:") or f"/{name}.jpg" in got[0], (name, got)
     d.save_screenshot(os.path.join(SHOTS, "template_browser.png"))
