@@ -64,7 +64,7 @@ def test_identical_prompts_full_control_edit_equals_source(tiny, inflated, noise
 
 
 def test_control_changes_the_edit_and_temporal_control_matters(tiny, inflated, noise):
-    model, clip, _ = tiny[0], tiny[1], None
+    clip = tiny[1]
     src, tgt = "a red circle", "a blue circle"
     inv = tl.noise_inversion(inflated, clip, src, noise)
     off, _, _ = controller(clip, src, tgt, cross_replace=0.0, self_replace=0.0)

@@ -341,7 +341,7 @@ def test_workflows_open_from_the_template_browser(browser):
         assert got[1:] == size, (name, got, size)
         assert got[0].startswith("blob:") or f"/{name}.jpg" in got[0], (name, got)
     d.save_screenshot(os.path.join(SHOTS, "template_browser.png"))
-    d.execute_script(f"document.querySelector('[data-testid=\"template-workflow-toy_word_swap\"]').click();")
+    d.execute_script("document.querySelector('[data-testid=\"template-workflow-toy_word_swap\"]').click();")
     wf = json.load(open(os.path.join(REPO, "workflows", "toy_word_swap.json")))
     wait_for(d, f"app.graph._nodes.length === {len(wf['nodes'])} && "
                 "app.graph._nodes.some(n => n.type === 'VP2PController') && !document.querySelector('.p-dialog')",
