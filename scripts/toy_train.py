@@ -236,6 +236,20 @@ def main():
                     help="start from a finished checkpoint instead of from scratch: only the given "
                          "--unet-rounds / --decoder-rounds run (pass '' to skip one); every other "
                          "tensor is written back unchanged")
+    ap.add_argument("--words-from", metavar="CKPT",
+                    help="stage 'words' (model v2): start from this finished v1 checkpoint")
+    ap.add_argument("--words-continue", action="store_true",
+                    help="continue an interrupted 'words' stage from OUT and OUT.state.pt")
+    ap.add_argument("--words-images", type=int, default=24000)
+    ap.add_argument("--two-share", type=float, default=0.6, help="share of two-object images")
+    ap.add_argument("--words-steps", type=int, default=5000)
+    ap.add_argument("--words-lr", type=float, default=4e-4)
+    ap.add_argument("--text-lr-ratio", type=float, default=1.0)
+    ap.add_argument("--attn-weight", type=float, default=5.0)
+    ap.add_argument("--attn-share", type=float, default=0.6,
+                    help="attention a pixel inside an object should give that object's colour + shape words")
+    ap.add_argument("--attn-tmax", type=int, default=1000, help="attention loss only at timesteps below this")
+    ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -249,6 +263,9 @@ def main():
     comfy_host.boot(threads=a.threads)
     sc = tl.host.checkpoint
     import comfy.sd
+    if a.words_from or a.words_continue:
+        a.words_from = os.path.abspath(a.words_from or a.out)
+        return words_stage(a, sc, comfy.sd)
     times = {}
     t = time.time()
     imgs, caps = make_dataset(a.images, a.seed, a.size)
@@ -338,6 +355,232 @@ def resume(a, sc, imgs, caps):
         minutes[k] = round(minutes.get(k, 0) + v / 60, 2)
     safetensors.torch.save_file(sd, a.out, metadata={sc.CONFIG_KEY: json.dumps(cfg)})
     log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(minutes)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage "words": localised word attention and two-object scenes (model v2)
+
+def words_dataset(n, seed, size, two_share):
+    """Images, captions, each object's coverage at latent resolution [n, 2, size/8, size/8]
+    and the token positions of each object's colour and shape words [n, 2, 2] (-1: none)."""
+    import cv2
+    import numpy as np
+    from vp2p_toy import world
+    rng = np.random.default_rng(seed)
+    lat = size // 8
+    imgs = np.zeros((n, size, size, 3), np.uint8)
+    masks = np.zeros((n, 2, lat, lat), np.float32)
+    words = np.full((n, 2, 2), -1, np.int64)
+    caps = []
+    for i in range(n):
+        spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
+        f, truth = world.render(spec)
+        imgs[i] = f[0]
+        caps.append(spec.caption)
+        for o, obj in enumerate(truth["objects"]):
+            masks[i, o] = cv2.resize(obj["masks"][0], (lat, lat), interpolation=cv2.INTER_AREA)
+            first = 1 + 4 * o                         # "a red square and a blue circle ...": words 1-2, 5-6
+            words[i, o] = (first + 1, first + 2)      # + 1 for the start token
+    return imgs, caps, masks, words
+
+
+def caption_tokens(clip, caps):
+    """{caption: [77 token ids]}, checking that the words naming the objects (before "on") are
+    one token each, so that word i sits at position i + 1."""
+    def ids(text):
+        return [t for t, _ in clip.tokenize(text)["l"][0]]
+    out, single = {}, {}
+    for c in sorted(set(caps)) + [""]:
+        out[c] = ids(c)
+        for w in c.split(" on ")[0].split() if c else []:
+            if w not in single:
+                single[w] = ids(w)[2] == 49407
+            if not single[w]:
+                raise ValueError(f"caption {c!r}: the word {w!r} is more than one token")
+    return out
+
+
+class AttentionProbe:
+    """attn2 replacement that computes attention explicitly and keeps the probabilities, so the
+    training loss can see where each word is attended."""
+
+    def __init__(self):
+        self.maps = []
+
+    def __call__(self, q, k, v, extra):
+        import torch
+        h = extra["n_heads"]
+        b, n, d = q.shape
+        split = lambda t: t.float().view(b, -1, h, d // h).transpose(1, 2)
+        p = (split(q) @ split(k).transpose(-1, -2) * (d // h) ** -0.5).softmax(-1)
+        self.maps.append(p.mean(1))                                   # [b, n, tokens]
+        return (p @ split(v)).transpose(1, 2).reshape(b, n, d).to(q.dtype)
+
+
+def attention_loss(maps, masks, words, valid, share):
+    """Mean squared gap between the attention a pixel gives an object's colour + shape words and
+    `share` x the object's coverage of that pixel, over every cross-attention layer."""
+    import torch
+    import torch.nn.functional as F
+    total, count = 0.0, 0
+    for p in maps:
+        r = int(round(p.shape[1] ** 0.5))
+        m = F.adaptive_avg_pool2d(masks, r).flatten(2)               # [b, 2, n]
+        for o in range(words.shape[1]):
+            ok = valid & (words[:, o, 0] >= 0)
+            if not ok.any():
+                continue
+            idx = words[ok, o].clamp(min=0)                          # [k, 2]
+            a = p[ok].gather(2, idx[:, None, :].expand(-1, p.shape[1], -1)).sum(-1)   # [k, n]
+            total = total + (a - share * m[ok, o]).pow(2).mean(-1).sum()
+            count += int(ok.sum())
+    return total / max(count, 1)
+
+
+def train_words(model, clip, latents, caps, masks, words, a, save):
+    """UNet + text encoder (trained together, padding zeroed) with eps-MSE plus
+    a.attn_weight x attention_loss at t < a.attn_tmax; EMA of both. Resumable: the optimiser,
+    EMA and RNG states are saved with every checkpoint to OUT.state.pt."""
+    import numpy as np
+    import torch
+    import devkit as tl
+    from vp2p_core.schedule import sd1_sigmas
+    steps, lr = a.words_steps, a.words_lr
+    dm = model.model.diffusion_model.float()
+    te = clip.cond_stage_model.float()
+    unet_params = [p for p in dm.parameters()]
+    text_params = [p for n, p in te.named_parameters() if p.is_floating_point() and "position_ids" not in n]
+    params = unet_params + text_params
+    for p in params:
+        p.requires_grad_(True)
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW([{"params": unet_params, "lr": lr, "weight_decay": 1e-2},
+                             {"params": text_params, "lr": lr * a.text_lr_ratio, "weight_decay": 0.0}])
+    sched = warmup_cosine(opt, steps)
+    rng = np.random.default_rng(a.seed + 7)
+    g = torch.Generator().manual_seed(a.seed + 7)
+    start = 0
+    state_path = a.out + ".state.pt"
+    if a.words_continue:
+        st = torch.load(state_path, weights_only=False)
+        for p, v in zip(params, st["params"]):
+            p.data.copy_(v)
+        for e, v in zip(ema, st["ema"]):
+            e.copy_(v)
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        rng.bit_generator.state = st["rng"]
+        g.set_state(st["gen"])
+        start = st["step"]
+        log(f"words: continuing at step {start}/{steps}")
+    tokens = caption_tokens(clip, caps)
+    masks_t, words_t = torch.from_numpy(masks), torch.from_numpy(words)
+    probe = AttentionProbe()
+    keys = [key for _, _, key in tl.host.layout.transformer_blocks(model)]
+    topts = {"patches_replace": {"attn2": {k: probe for k in keys}}}
+    dm.train()
+    te.train()
+    # ComfyUI's CLIP layers add residuals in place after their LayerNorms saved the input:
+    # hand those norms a copy while training (the UNet gets the same from autograd_safe)
+    hooks = [m.register_forward_pre_hook(lambda mod, args: (args[0].clone(),) + tuple(args[1:]))
+             for n, m in te.named_modules() if n.rsplit(".", 1)[-1] in ("layer_norm1", "layer_norm2")]
+    with tl.host.grad.autograd_safe(dm):
+        _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, tokens, masks_t, words_t,
+                    probe, topts, a, save, state_path)
+    for h in hooks:
+        h.remove()
+    for p in params:
+        p.requires_grad_(False)
+    dm.eval()
+    te.eval()
+
+
+def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, tokens, masks_t, words_t,
+                probe, topts, a, save, state_path):
+    import torch
+    from vp2p_core.schedule import sd1_sigmas
+    abar = 1.0 / (1.0 + sd1_sigmas().float() ** 2)
+    steps = a.words_steps
+    t0, avg, avg_a = time.time(), None, None
+    for step in range(start, steps):
+        idx_np = rng.integers(0, len(latents), a.unet_batch)
+        idx = torch.from_numpy(idx_np)
+        x0 = latents[idx]
+        keep = torch.rand(len(idx), generator=g) >= 0.1
+        bcaps = [caps[i] if k else "" for i, k in zip(idx_np, keep.tolist())]
+        uniq = sorted(set(bcaps))
+        z = te.clip_l([tokens[c] for c in uniq])[0].float()         # [u, 77, C], padding zeroed
+        ctx = z[torch.tensor([uniq.index(c) for c in bcaps])]
+        t = torch.randint(0, 1000, (len(idx),), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        ab = abar[t].view(-1, 1, 1, 1)
+        xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+        probe.maps = []
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pred = dm(xt, t.float(), context=ctx, transformer_options=dict(topts))
+        loss_eps = (pred.float() - eps).pow(2).mean()
+        valid = keep & (t < a.attn_tmax)
+        loss_attn = attention_loss(probe.maps, masks_t[idx], words_t[idx], valid, a.attn_share)
+        loss = loss_eps + a.attn_weight * loss_attn
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params):
+                e.lerp_(p.detach(), 1 - decay)
+        la = float(loss_attn)
+        avg = loss_eps.item() if avg is None else 0.98 * avg + 0.02 * loss_eps.item()
+        avg_a = la if avg_a is None else 0.98 * avg_a + 0.02 * la
+        done = step + 1
+        if step % 50 == 0 or done == steps:
+            el = time.time() - t0
+            log(f"words {done}/{steps} eps {avg:.4f} attn {avg_a:.4f}  ({el:.0f} s, "
+                f"eta {el / (done - start) * (steps - done):.0f} s)")
+        if done % a.save_every == 0 or done == steps:
+            live = [p.detach().clone() for p in params]
+            torch.save({"step": done, "params": live, "ema": ema, "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": rng.bit_generator.state, "gen": g.get_state()},
+                       state_path)
+            with torch.no_grad():                     # the checkpoint holds the EMA weights
+                for e, p in zip(ema, params):
+                    p.copy_(e)
+            save(done)
+            with torch.no_grad():
+                for v, p in zip(live, params):
+                    p.copy_(v)
+
+
+def words_stage(a, sc, comfy_sd):
+    """Model v2 from a finished v1 checkpoint: the autoencoder is kept; the text path stops
+    passing the caption through its padding, and UNet + text encoder learn words that sit on
+    their objects, on a mix of one- and two-object images."""
+    import safetensors.torch
+    cfg = sc.read_config(a.words_from)
+    cfg["text_only_words"] = True
+    model, clip, vae_obj = sc.load_checkpoint(a.words_from, cfg=cfg)
+    vae = vae_obj.first_stage_model.float()
+    t = time.time()
+    imgs, caps, masks, words = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share)
+    latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
+    log(f"words data: {len(imgs)} images, {len(set(caps))} captions ({time.time() - t:.0f} s)")
+    tw = cfg["toy_world"]
+    tw["words"] = {"images": a.words_images, "two_share": a.two_share, "steps": a.words_steps, "lr": a.words_lr,
+                   "text_lr_ratio": a.text_lr_ratio, "attn_weight": a.attn_weight, "attn_share": a.attn_share,
+                   "attn_tmax": a.attn_tmax, "batch": a.unet_batch}
+    t0 = time.time()
+    minutes0 = tw.setdefault("minutes", {}).get("words", 0)
+
+    def save(step):
+        tw["words"]["steps_done"] = step
+        tw["minutes"]["words"] = round(minutes0 + (time.time() - t0) / 60, 2)
+        sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
+        log(f"saved {a.out} at step {step} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB)")
+    if a.words_continue:
+        minutes0 = sc.read_config(a.out)["toy_world"]["minutes"].get("words", 0)
+    train_words(model, clip, latents, caps, masks, words, a, save)
 
 
 if __name__ == "__main__":

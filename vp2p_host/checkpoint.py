@@ -145,6 +145,11 @@ def build_clip(cfg, clip_sd=None):
     # SD1ClipModel forwards these to its text model (the checkpoint flavour takes no config)
     target.params = {"clip_model": comfy.sd1_clip.SDClipModel, "textmodel_json_config": path,
                      "return_projected_pooled": False}
+    if cfg.get("text_only_words"):
+        # Only the start token and the words reach the UNet: the end token and the padding
+        # (which a causal text model fills with the whole caption) come out as zeros, so a
+        # word's meaning is found at the word and its cross-attention map shows where it is.
+        target.params.update(special_tokens={"start": 49406, "pad": 49407}, zero_out_masked=True)
     with torch.no_grad():
         clip = comfy.sd.CLIP(target)
     os.unlink(path)
@@ -207,10 +212,11 @@ def read_config(path):
     return json.loads(meta[CONFIG_KEY])
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, cfg=None):
+    """(MODEL, CLIP, VAE); `cfg` replaces the file's config (training changes the text path)."""
     if not os.path.isfile(path):
         raise MissingFileError(f"no file '{path}'")
-    cfg = read_config(path)
+    cfg = read_config(path) if cfg is None else cfg
     sd = safetensors.torch.load_file(path)
 
     def part(prefix):

@@ -1,5 +1,5 @@
-"""A procedural toy world with known truth: one flat-coloured object (circle, square or
-triangle) moving smoothly over a textured background. Small enough to train a latent
+"""A procedural toy world with known truth: one or two flat-coloured objects (circle, square
+or triangle), each moving, growing and turning smoothly over a textured background. Small enough to train a latent
 diffusion model on CPU, rich enough to measure colour/shape edits, background preservation
 and flicker from pixels alone.
 
@@ -23,8 +23,29 @@ BG_COLOURS = {"gray": (128, 128, 128), "brown": (120, 85, 55), "pink": (235, 170
 SIZE = 64
 
 
-def caption(colour, shape, background, background_colour):
-    return f"a {colour} {shape} on a {background} {background_colour} background"
+def caption(colour, shape, background, background_colour, second=None):
+    """The world's caption; `second` = (colour, shape) of a second object, named after the first."""
+    thing = f"{colour} {shape}" if second is None else f"{colour} {shape} and a {second[0]} {second[1]}"
+    return f"a {thing} on a {background} {background_colour} background"
+
+
+@dataclasses.dataclass
+class ObjectSpec:
+    """The second object of a two-object world (the first one's fields are WorldSpec's own)."""
+    shape: str = "square"
+    colour: str = "blue"
+    start: tuple = (0.7, 0.3)
+    end: tuple = (0.7, 0.3)
+    scale: tuple = (0.15, 0.15)
+    rotation: tuple = (0.0, 0.0)
+
+    @classmethod
+    def from_dict(cls, d):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"toy world: unknown keys of the second object {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclasses.dataclass
@@ -41,11 +62,16 @@ class WorldSpec:
     scale: tuple = (0.22, 0.22)      # object radius as a fraction of the size, first -> last frame
     rotation: tuple = (0.0, 0.0)     # degrees, first -> last frame
     seed: int = 0                    # background texture
+    second: ObjectSpec | None = None  # a second object, drawn over the first
 
     def check(self):
-        for name, value, allowed in (("shape", self.shape, SHAPES), ("colour", self.colour, COLOURS),
-                                     ("background", self.background, BACKGROUNDS),
-                                     ("background_colour", self.background_colour, BG_COLOURS)):
+        checks = [("shape", self.shape, SHAPES), ("colour", self.colour, COLOURS),
+                  ("background", self.background, BACKGROUNDS), ("background_colour", self.background_colour, BG_COLOURS)]
+        if self.second is not None:
+            if isinstance(self.second, dict):
+                self.second = ObjectSpec.from_dict(self.second)
+            checks += [("second shape", self.second.shape, SHAPES), ("second colour", self.second.colour, COLOURS)]
+        for name, value, allowed in checks:
             if value not in allowed:
                 raise ValueError(f"toy world: unknown {name} {value!r}; choose one of {list(allowed)}")
         if not 1 <= int(self.frames) <= 256:
@@ -56,10 +82,20 @@ class WorldSpec:
 
     @property
     def caption(self):
-        return caption(self.colour, self.shape, self.background, self.background_colour)
+        second = None if self.second is None else (self.second.colour, self.second.shape)
+        return caption(self.colour, self.shape, self.background, self.background_colour, second)
+
+    def objects(self):
+        """[ObjectSpec] of every object, the first one first."""
+        first = ObjectSpec(self.shape, self.colour, tuple(self.start), tuple(self.end), tuple(self.scale),
+                           tuple(self.rotation))
+        return [first] + ([self.second] if self.second is not None else [])
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["second"] is None:
+            del d["second"]          # single-object specs keep their old JSON
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -68,10 +104,17 @@ class WorldSpec:
         if unknown:
             raise ValueError(f"toy world: unknown spec keys {sorted(unknown)}")
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if d.get("second") is not None:
+            d["second"] = ObjectSpec.from_dict(d["second"])
         return cls(**d).check()
 
     def with_object(self, colour=None, shape=None):
         return dataclasses.replace(self, colour=colour or self.colour, shape=shape or self.shape)
+
+    def with_second(self, colour=None, shape=None):
+        o = self.second
+        return dataclasses.replace(self, second=dataclasses.replace(o, colour=colour or o.colour,
+                                                                    shape=shape or o.shape))
 
 
 def background(kind, colour, size, rng):
@@ -125,33 +168,45 @@ def _lerp(a, b, t):
 
 
 def render(spec: WorldSpec):
-    """-> frames uint8 [F,H,W,3], truth dict (masks [F,H,W] float 0..1, centres [F,2] px,
-    radius [F] px, colour, shape, caption)."""
+    """-> frames uint8 [F,H,W,3], truth dict: masks [F,H,W] float 0..1, centres [F,2] px,
+    radius [F] px, colour, shape of the first object; `objects`, the same per object (masks
+    are the visible coverage: the second object is drawn over the first); caption, background."""
     spec.check()
     rng = np.random.default_rng(spec.seed)
     size = int(spec.size)
     bg = background(spec.background, spec.background_colour, size, rng)
-    col = np.array(COLOURS[spec.colour], np.float32)
-    frames, masks, centres, radii = [], [], [], []
+    objs = spec.objects()
     n = int(spec.frames)
+    frames = []
+    per = [{"masks": [], "centres": [], "radius": [], "colour": o.colour, "shape": o.shape} for o in objs]
     for i in range(n):
         t = i / (n - 1) if n > 1 else 0.0
-        c = _lerp(tuple(spec.start), tuple(spec.end), t)
-        r = _lerp(spec.scale[0], spec.scale[1], t)
-        ang = _lerp(spec.rotation[0], spec.rotation[1], t)
-        m = object_mask(spec.shape, c, r, ang, size)
-        img = bg * (1 - m[..., None]) + col * m[..., None]
+        img = bg.copy()
+        cover = []
+        for o, rec in zip(objs, per):
+            c = _lerp(tuple(o.start), tuple(o.end), t)
+            r = _lerp(o.scale[0], o.scale[1], t)
+            m = object_mask(o.shape, c, r, _lerp(o.rotation[0], o.rotation[1], t), size)
+            img = img * (1 - m[..., None]) + np.array(COLOURS[o.colour], np.float32) * m[..., None]
+            cover = [v * (1 - m) for v in cover] + [m]
+            rec["centres"].append((c[0] * size, c[1] * size))
+            rec["radius"].append(r * size)
+        for rec, m in zip(per, cover):
+            rec["masks"].append(m)
         frames.append(np.clip(np.round(img), 0, 255).astype(np.uint8))
-        masks.append(m)
-        centres.append((c[0] * size, c[1] * size))
-        radii.append(r * size)
-    truth = {"masks": np.stack(masks), "centres": np.array(centres, np.float32), "radius": np.array(radii),
-             "colour": spec.colour, "shape": spec.shape, "caption": spec.caption, "background": bg}
+    for rec in per:
+        rec["masks"] = np.stack(rec["masks"])
+        rec["centres"] = np.array(rec["centres"], np.float32)
+        rec["radius"] = np.array(rec["radius"])
+    truth = dict(per[0], objects=per, caption=spec.caption, background=bg)
     return np.stack(frames), truth
 
 
-def random_spec(rng, frames=1, size=SIZE, motion=True):
-    """A random spec (training data and tests): any object, background, position and motion."""
+def random_spec(rng, frames=1, size=SIZE, motion=True, objects=1):
+    """A random spec (training data and tests): any object(s), background, position and motion.
+    Two objects are smaller and never overlap along their paths."""
+    if objects == 2:
+        return _random_pair(rng, frames, size, motion)
     r0 = rng.uniform(0.14, 0.26)
     start = tuple(rng.uniform(r0 + 0.02, 1 - r0 - 0.02, 2))
     if motion:
@@ -163,6 +218,26 @@ def random_spec(rng, frames=1, size=SIZE, motion=True):
                      background=str(rng.choice(BACKGROUNDS)), background_colour=str(rng.choice(list(BG_COLOURS))),
                      frames=frames, size=size, start=tuple(float(v) for v in start),
                      end=tuple(float(v) for v in end), scale=(float(r0), r1), seed=int(rng.integers(0, 2 ** 31)))
+
+
+def _random_pair(rng, frames, size, motion):
+    def path(r):
+        start = rng.uniform(r + 0.02, 1 - r - 0.02, 2)
+        end = np.clip(start + rng.uniform(-0.25, 0.25, 2), r + 0.02, 1 - r - 0.02) if motion else start
+        return start, end
+    while True:
+        r = rng.uniform(0.11, 0.17, 2)
+        (s0, e0), (s1, e1) = path(r[0]), path(r[1])
+        gap = min(np.linalg.norm((s0 + (e0 - s0) * t) - (s1 + (e1 - s1) * t)) for t in np.linspace(0, 1, 9))
+        if gap > r.sum() * 1.25 + 0.04:   # the triangle reaches 1.25 r from its centre
+            break
+    (c0, c1), (k0, k1) = rng.choice(list(COLOURS), 2, replace=False), rng.choice(SHAPES, 2)
+    second = ObjectSpec(shape=str(k1), colour=str(c1), start=tuple(float(v) for v in s1), end=tuple(float(v) for v in e1),
+                        scale=(float(r[1]), float(r[1])))
+    return WorldSpec(shape=str(k0), colour=str(c0), background=str(rng.choice(BACKGROUNDS)),
+                     background_colour=str(rng.choice(list(BG_COLOURS))), frames=frames, size=size,
+                     start=tuple(float(v) for v in s0), end=tuple(float(v) for v in e0),
+                     scale=(float(r[0]), float(r[0])), seed=int(rng.integers(0, 2 ** 31)), second=second)
 
 
 def spec_json(spec: WorldSpec) -> str:
