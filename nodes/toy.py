@@ -80,6 +80,26 @@ class VP2PToyWorldVideo(io.ComfyNode):
                 io.Float.Input("end_radius", default=0.22, min=0.05, max=0.45, step=0.01, tooltip=
                     "Object radius in the last frame (it grows or shrinks linearly)."),
                 io.Int.Input("texture_seed", default=0, min=0, max=2 ** 31 - 1, tooltip="Seed of the background texture."),
+                io.Float.Input("rotation", default=0.0, min=-360.0, max=360.0, step=1.0, optional=True, tooltip=
+                    "The object's rotation in the first frame (degrees)."),
+                io.Float.Input("end_rotation", default=0.0, min=-360.0, max=360.0, step=1.0, optional=True, tooltip=
+                    "The object's rotation in the last frame (it turns linearly)."),
+                io.Combo.Input("second_shape", options=["none"] + list(world.SHAPES), default="none", optional=True,
+                               tooltip="A second object ('none': one object). The caption then names both, "
+                                       "the first one first: 'a red circle and a blue square on ...'."),
+                io.Combo.Input("second_colour", options=list(world.COLOURS), default="blue", optional=True,
+                               tooltip="The second object's colour."),
+                io.Float.Input("second_start_x", default=0.75, min=0.0, max=1.0, step=0.01, optional=True, tooltip=
+                    "Second object's centre in the first frame (fraction of the width)."),
+                io.Float.Input("second_start_y", default=0.25, min=0.0, max=1.0, step=0.01, optional=True, tooltip=
+                    "Second object's centre in the first frame (fraction of the height)."),
+                io.Float.Input("second_end_x", default=0.75, min=0.0, max=1.0, step=0.01, optional=True, tooltip=
+                    "Second object's centre in the last frame (fraction of the width)."),
+                io.Float.Input("second_end_y", default=0.25, min=0.0, max=1.0, step=0.01, optional=True, tooltip=
+                    "Second object's centre in the last frame (fraction of the height)."),
+                io.Float.Input("second_radius", default=0.14, min=0.05, max=0.45, step=0.01, optional=True, tooltip=
+                    "Second object's radius (fraction of the frame size). The toy model learnt two objects at "
+                    "0.11-0.17, apart from each other."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The rendered video, one image per frame."),
@@ -87,29 +107,42 @@ class VP2PToyWorldVideo(io.ComfyNode):
                     "The scene described in the toy model's vocabulary (the source prompt)."),
                 io.Mask.Output(display_name="object_mask", tooltip="Where the object is, per frame (the truth)."),
                 io.String.Output(display_name="spec_json", tooltip="All settings of the scene as JSON."),
+                io.Mask.Output(display_name="second_mask", tooltip=
+                    "Where the second object is, per frame (all zeros without one)."),
             ],
         )
 
     @classmethod
-    def validate_inputs(cls, shape=None, colour=None, background=None, background_colour=None):
+    def validate_inputs(cls, shape=None, colour=None, background=None, background_colour=None, second_shape=None,
+                        second_colour=None):
         return check_options(cls, shape=shape, colour=colour, background=background,
-                             background_colour=background_colour)
+                             background_colour=background_colour, second_shape=second_shape,
+                             second_colour=second_colour)
 
     @classmethod
     @named(VIDEO)
     def execute(cls, shape, colour, background, background_colour, frames, size, start_x, start_y, end_x, end_y,
-                radius, end_radius, texture_seed):
+                radius, end_radius, texture_seed, rotation=0.0, end_rotation=0.0, second_shape="none",
+                second_colour="blue", second_start_x=0.75, second_start_y=0.25, second_end_x=0.75,
+                second_end_y=0.25, second_radius=0.14):
+        second = None
+        if second_shape != "none":
+            second = world.ObjectSpec(shape=second_shape, colour=second_colour,
+                                      start=(second_start_x, second_start_y), end=(second_end_x, second_end_y),
+                                      scale=(second_radius, second_radius))
         try:
             spec = world.WorldSpec(shape=shape, colour=colour, background=background,
                                    background_colour=background_colour, frames=frames, size=size,
                                    start=(start_x, start_y), end=(end_x, end_y), scale=(radius, end_radius),
-                                   seed=texture_seed).check()
+                                   rotation=(rotation, end_rotation), seed=texture_seed, second=second).check()
         except ValueError as e:
             raise InputError(str(e)) from None
         video, truth = world.render(spec)
         images = torch.from_numpy(video.astype(np.float32) / 255.0)
-        masks = torch.from_numpy(truth["masks"].astype(np.float32))
-        return io.NodeOutput(images, spec.caption, masks, world.spec_json(spec))
+        objs = truth["objects"]
+        masks = torch.from_numpy(objs[0]["masks"].astype(np.float32))
+        second_mask = torch.from_numpy(objs[1]["masks"].astype(np.float32)) if len(objs) > 1 else torch.zeros_like(masks)
+        return io.NodeOutput(images, spec.caption, masks, world.spec_json(spec), second_mask)
 
 
 class VP2PToyWorldOracle(io.ComfyNode):

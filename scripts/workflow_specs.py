@@ -6,11 +6,11 @@ TOY_CKPT = "toy_world_sd1.safetensors"
 TOY_SOURCE = "a red circle on a striped gray background"
 
 
-def _toy_inputs(g, note, shape="circle", colour="red", background="striped", bg_colour="gray"):
+def _toy_inputs(g, note, shape="circle", colour="red", background="striped", bg_colour="gray", **scene):
     g.add("Note", 0, title="About this workflow", widgets=note, height=260)
     ck = g.add("VP2PLoadSmallCheckpoint", 0, widgets={"ckpt_name": TOY_CKPT})
     vid = g.add("VP2PToyWorldVideo", 0, widgets={"shape": shape, "colour": colour, "background": background,
-                                                  "background_colour": bg_colour, "frames": 8})
+                                                  "background_colour": bg_colour, "frames": 8, **scene})
     return ck, vid
 
 
@@ -86,6 +86,22 @@ def toy_reweight(g):
     lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, src, src, mode="reweight", reweight_words="yellow",
                                               reweight_scales="0.3", cross_replace=0.8)
     _outputs(g, ck, vid, inv, samp, "toy_reweight")
+
+
+def toy_two_objects(g):
+    note = ("Only the named object changes (toy world, two objects). Toy World Video renders a red circle "
+            "moving next to a blue square; the P2P Controller swaps 'blue' -> 'yellow', so only the square "
+            "may change colour, and the local blend on 'square' keeps everything outside the square's "
+            "cross-attention (the circle and the background) from the source.\n\n"
+            "Change: target_text (another colour or shape for either object), blend_words (the edited "
+            "object's shape word), the second_* inputs of Toy World Video.")
+    ck, vid = _toy_inputs(g, note, start_x=0.25, start_y=0.65, end_x=0.45, end_y=0.65, radius=0.15,
+                          end_radius=0.15, second_shape="square", second_colour="blue", second_start_x=0.72,
+                          second_start_y=0.28, second_end_x=0.72, second_end_y=0.28, second_radius=0.14)
+    src = "a red circle and a blue square on a striped gray background"
+    lat, tuned, inv, ctrl, samp = _edit_chain(
+        g, ck, vid, src, "a red circle and a yellow square on a striped gray background", blend_words="square")
+    _outputs(g, ck, vid, inv, samp, "toy_two_objects")
 
 
 def toy_fast_mode(g):
@@ -185,6 +201,7 @@ WORKFLOWS = {
     "toy_refine_local_blend.json": toy_refine_local_blend,
     "toy_reweight.json": toy_reweight,
     "toy_fast_mode.json": toy_fast_mode,
+    "toy_two_objects.json": toy_two_objects,
     "toy_reuse_saved.json": toy_reuse_saved,
     "sd15_word_swap.json": sd15_word_swap,
     "sd15_controlnet_word_swap.json": sd15_controlnet_word_swap,

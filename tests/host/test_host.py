@@ -1,5 +1,6 @@
 """The harness itself: the pack loads through ComfyUI's loader; executor and HTTP server agree."""
 import glob
+import json
 import os
 
 import pytest
@@ -57,6 +58,34 @@ def test_combo_values_are_checked_before_anything_runs(host):
     toy["1"]["inputs"]["frames"] = 0                     # ComfyUI's own min/max checks still apply
     with pytest.raises(RuntimeError, match="smaller than min"):
         comfy_host.run_prompt(toy)
+
+
+def test_toy_world_video_two_objects_and_rotation(host):
+    """The optional inputs add a turning first object and a second object: the caption names
+    both (first one first), each mask is that object's visible coverage, and a prompt without
+    the new inputs renders as before (old workflows)."""
+    base = {"shape": "square", "colour": "red", "background": "noisy", "background_colour": "teal", "frames": 3,
+            "size": 64, "start_x": 0.3, "start_y": 0.6, "end_x": 0.35, "end_y": 0.6, "radius": 0.15,
+            "end_radius": 0.15, "texture_seed": 4}
+    two = dict(base, rotation=0.0, end_rotation=45.0, second_shape="circle", second_colour="yellow",
+               second_start_x=0.75, second_start_y=0.3, second_end_x=0.7, second_end_y=0.35, second_radius=0.12)
+    def render(inputs):
+        return comfy_host.run_prompt({"1": {"class_type": "VP2PToyWorldVideo", "inputs": inputs},
+                                      "2": {"class_type": "VP2PToyWorldOracle", "inputs": {"images": ["1", 0]}}})["1"]
+    old, new = render(base), render(two)
+    assert old[1] == "a red square on a noisy teal background"
+    assert new[1] == "a red square and a yellow circle on a noisy teal background"
+    assert len(old) == 5 and old[4].abs().max() == 0
+    first, second = new[2], new[4]
+    assert (first > 0.5).any(dim=(1, 2)).all() and (second > 0.5).any(dim=(1, 2)).all()
+    assert float((first * second).sum()) == 0.0
+    assert torch.equal(old[2][0], first[0])                     # same square in frame 0 (no turn yet)
+    assert not torch.equal(old[2][-1], first[-1])               # turned by 45 degrees at the end
+    yellow = torch.tensor(tl.toy.world.COLOURS["yellow"]) / 255.0
+    inside = new[0][second >= 1.0]
+    assert torch.allclose(inside, yellow.expand_as(inside), atol=0.5 / 255)
+    spec = tl.toy.world.WorldSpec.from_dict(json.loads(new[3]))
+    assert spec.second.colour == "yellow" and spec.rotation == (0.0, 45.0)
 
 
 def test_core_graph_executor_matches_http_server(tiny_ckpt, models_dir, tmp_path):

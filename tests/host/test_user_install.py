@@ -82,7 +82,7 @@ def test_the_clone_is_what_the_server_loaded(fresh_server):
 
 # toy_reuse_saved loads what toy_word_swap saved: keep the order
 TOY = ["toy_word_swap.json", "toy_refine_local_blend.json", "toy_reweight.json", "toy_fast_mode.json",
-       "toy_reuse_saved.json"]
+       "toy_reuse_saved.json", "toy_two_objects.json"]
 
 
 def test_every_workflow_is_covered():
