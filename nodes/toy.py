@@ -154,11 +154,12 @@ class VP2PToyWorldOracle(io.ComfyNode):
             node_id="VP2PToyWorldOracle",
             display_name=ORACLE,
             category="video-p2p/toy world",
-            description="Per-frame colour and shape of the toy-world object, read from the pixels.",
+            description="Per-frame colour and shape of the toy-world objects, read from the pixels.",
             is_output_node=True,
             inputs=[io.Image.Input("images", tooltip="Frames of a toy-world video (e.g. the decoded edit).")],
             outputs=[io.String.Output(display_name="report", tooltip=
-                "JSON list, one entry per frame: the colour, shape and centre the oracle reads.")],
+                "JSON list, one entry per frame: the colour, shape and centre the oracle reads for the largest "
+                "object, and 'objects': the same for the two largest objects (two-object scenes).")],
         )
 
     @classmethod
@@ -167,7 +168,13 @@ class VP2PToyWorldOracle(io.ComfyNode):
         if images.ndim != 4 or images.shape[0] == 0:
             raise InputError("expects an IMAGE batch [frames, H, W, 3].")
         frames = (images[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
-        rows = [{k: v for k, v in oracle.classify(f).items() if k in ("colour", "shape", "centre")} for f in frames]
+        keys = ("colour", "shape", "centre")
+        rows = []
+        for f in frames:
+            row = {k: v for k, v in oracle.classify(f).items() if k in keys}
+            row["objects"] = [{k: o[k] for k in keys} for o in oracle.find_objects(f, k=2)]
+            rows.append(row)
         report = json.dumps(rows)
-        lines = [f"{i}: {r['colour']} {r['shape']}" for i, r in enumerate(rows)]
+        lines = [f"{i}: " + (", ".join(f"{o['colour']} {o['shape']}" for o in r["objects"]) or "no object")
+                 for i, r in enumerate(rows)]
         return io.NodeOutput(report, ui={"text": lines})

@@ -70,9 +70,14 @@ def test_toy_world_video_two_objects_and_rotation(host):
     two = dict(base, rotation=0.0, end_rotation=45.0, second_shape="circle", second_colour="yellow",
                second_start_x=0.75, second_start_y=0.3, second_end_x=0.7, second_end_y=0.35, second_radius=0.12)
     def render(inputs):
-        return comfy_host.run_prompt({"1": {"class_type": "VP2PToyWorldVideo", "inputs": inputs},
-                                      "2": {"class_type": "VP2PToyWorldOracle", "inputs": {"images": ["1", 0]}}})["1"]
-    old, new = render(base), render(two)
+        out = comfy_host.run_prompt({"1": {"class_type": "VP2PToyWorldVideo", "inputs": inputs},
+                                     "2": {"class_type": "VP2PToyWorldOracle", "inputs": {"images": ["1", 0]}}})
+        return out["1"], json.loads(out["2"][0])
+    (old, old_report), (new, report) = render(base), render(two)
+    assert [o["colour"] for o in old_report[0]["objects"]] == ["red"]
+    for row in report:       # the oracle reads both objects, the largest first
+        assert sorted((o["colour"], o["shape"]) for o in row["objects"]) == [("red", "square"), ("yellow", "circle")]
+        assert (row["colour"], row["shape"]) == (row["objects"][0]["colour"], row["objects"][0]["shape"])
     assert old[1] == "a red square on a noisy teal background"
     assert new[1] == "a red square and a yellow circle on a noisy teal background"
     assert len(old) == 5 and old[4].abs().max() == 0
