@@ -17,10 +17,13 @@ truth, then edits it with Video-P2P and with ablations / baselines on the same v
 
 Metrics (oracles on decoded pixels): reconstruction PSNR of the inversion against the input
 video; edit success (share of frames whose object the oracle reads as the target's colour and
-shape); background PSNR of the edit against the input outside the (dilated) object masks;
-flicker (mean frame-to-frame change of the edit minus that of the input, outside the object:
-extra temporal change that the known motion does not explain); seconds per case (with tuning)
-and seconds of the inversion alone.
+shape; with two objects, each read near its known mask: the edited one as the target's AND the
+other one unchanged); background PSNR of the edit against the input outside the (dilated)
+object masks; flicker (mean frame-to-frame change of the edit minus that of the input, outside
+the objects: extra temporal change that the known motion does not explain); seconds per case
+(with tuning) and seconds of the inversion alone. Two-object cases add keep_psnr (PSNR of the
+object the edit must not change, inside its mask) and keep_rate (share of frames where it keeps
+its colour and shape); the tables average them over those cases.
 
     python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
                             [--variants video-p2p direct-inversion ...] [--limit N] [--names A B]
@@ -62,11 +65,41 @@ def load_cases(path):
 
 
 def expected(world, target, spec):
-    """Target colour/shape: the palette words of the target prompt (else the source's)."""
+    """Target colour/shape of a one-object world: the palette words of the target prompt (else
+    the source's)."""
     words = target.replace(",", " ").split()
     colour = next((w for w in words if w in world.COLOURS), spec.colour)
     shape = next((w for w in words if w in world.SHAPES), spec.shape)
     return colour, shape
+
+
+def named_objects(world, text):
+    """[(colour, shape)] of every "<colour> <shape>" the text names, in order."""
+    words = [w.strip(",.;:") for w in text.split()]
+    return [(a, b) for a, b in zip(words, words[1:]) if a in world.COLOURS and b in world.SHAPES]
+
+
+def expected_objects(world, target, spec):
+    """Target (colour, shape) of every object of the world, the first one first. A one-object
+    world keeps `expected`'s reading; a two-object world's target must name both objects in
+    caption order ("a C S and a C2 S2 on ..."): the objects whose words differ from the world's
+    are the edited ones, the others must not change."""
+    objs = spec.objects()
+    if len(objs) == 1:
+        return [expected(world, target, spec)]
+    named = named_objects(world, target)
+    if len(named) != len(objs):
+        raise SystemExit(f"target {target!r}: a {len(objs)}-object world needs a target naming {len(objs)} "
+                         f"objects as '<colour> <shape>' in caption order, found {named}")
+    return named
+
+
+def target_spec(spec, want):
+    """The world as a perfect edit would show it: every object with its target colour and shape."""
+    for i, (o, w) in enumerate(zip(spec.objects(), want)):
+        if (o.colour, o.shape) != tuple(w):
+            spec = spec.with_object(*w) if i == 0 else spec.with_second(*w)
+    return spec
 
 
 class Runner:
@@ -112,14 +145,15 @@ class Runner:
         return recon, edited, time.perf_counter() - t
 
     def prepare(self, case):
-        """Render and encode the case's video; -> (video, truth, latent, expected (colour, shape))."""
+        """Render and encode the case's video; -> (video, truth, latent, expected [(colour, shape)]
+        per object)."""
         import torch
         spec = self.world.WorldSpec.from_dict(case["world"])
         case.setdefault("source", spec.caption)
         video, truth = self.world.render(spec)
         with torch.inference_mode():
             latent = {"samples": self.vae.encode(torch.from_numpy(video.astype("float32") / 255.0)).float()}
-        return video, truth, latent, expected(self.world, case["target"], spec)
+        return video, truth, latent, expected_objects(self.world, case["target"], spec)
 
     def tune_case(self, inflated, latent, case):
         import torch
@@ -128,16 +162,24 @@ class Runner:
                                            case["tune_steps"], case["tune_lr"], case["seed"])[0]
 
     def edit_metrics(self, edited, video, truth, want):
-        """Oracle metrics of an edited LATENT: -> {edit_success, bg_psnr, flicker}."""
-        o = self.oracle
-        ed = self.decode(edited)
-        seen = o.classify_video(ed)
-        bg = o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
-        return {"edit_success": sum((s["colour"], s["shape"]) == want for s in seen) / len(seen),
-                "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
+        """Oracle metrics of an edited LATENT: -> {edit_success, bg_psnr, flicker} (+ keep_psnr,
+        keep_rate for two-object worlds)."""
+        return judge(self.oracle, self.decode(edited), video, truth, want)
+
+    def ceiling(self, case, video, truth, want):
+        """The oracle metrics of a perfect edit: the rendered target video through the VAE (what
+        any edit can reach at best; the toy autoencoder rounds small shapes)."""
+        import torch
+        spec = target_spec(self.world.WorldSpec.from_dict(case["world"]), want)
+        with torch.inference_mode():
+            lat = self.vae.encode(torch.from_numpy(self.world.render(spec)[0].astype("float32") / 255.0)).float()
+        return judge(self.oracle, self.decode({"samples": lat}), video, truth, want)
 
     def run_case(self, case, variants):
         video, truth, latent, want = self.prepare(case)
+        self.last_ceiling = self.ceiling(case, video, truth, want)
+        print(f"  {case['name']:<18} {'(target via VAE)':<16} "
+              + " ".join(f"{k} {val:.3g}" for k, val in self.last_ceiling.items()), flush=True)
         ctrl, off = self.controller(case), self.controller(case, off=True)
         results, tuned, tune_s = {}, None, 0.0
         needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
@@ -185,30 +227,75 @@ class Runner:
         return {"samples": torch.cat(recons)}, {"samples": torch.cat(edits)}, secs
 
 
+def judge(oracle, ed, video, truth, want):
+    """Oracle metrics of an edited video (uint8 [F,H,W,3]) against the source video and its
+    truth; want: [(colour, shape)] per object (expected_objects).
+
+    One object: edit success = share of frames whose object (classify, whole frame) is the
+    target's. Several objects: a frame succeeds when every object, read near its own truth
+    mask, is its target's colour and shape (so the edited one changed and the others did not);
+    keep_psnr / keep_rate: the objects the target leaves unchanged (oracle.kept_object; mean
+    over them), absent when the target changes every object. The background excludes every
+    object's truth mask and the objects found in the edit."""
+    import numpy as np
+    o = oracle
+    objs = truth.get("objects", [truth])
+    if len(objs) == 1:
+        seen = o.classify_video(ed)
+        success = sum((s["colour"], s["shape"]) == tuple(want[0]) for s in seen) / len(seen)
+        bg = o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
+        return {"edit_success": success, "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
+    reads = [o.read_object(ed, ob) for ob in objs]
+    ok = [all((r[f]["colour"], r[f]["shape"]) == tuple(w) for r, w in zip(reads, want)) for f in range(len(ed))]
+    found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)], axis=0)
+             for f in ed]
+    bg = o.background_mask(*[ob["masks"] for ob in objs], found)
+    out = {"edit_success": sum(ok) / len(ok), "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
+    kept = [o.kept_object(ed, video, ob) for ob, w in zip(objs, want) if (ob["colour"], ob["shape"]) == tuple(w)]
+    if kept:
+        out["keep_psnr"] = float(np.mean([k["psnr"] for k in kept]))
+        out["keep_rate"] = float(np.mean([k["rate"] for k in kept]))
+    return out
+
+
+KEEP_KEYS = ["keep_psnr", "keep_rate"]
+
+
 def summarise(all_results, variants):
+    """{variant: {metric: (mean, std)}} over the cases that have the metric (keep_* only
+    exist for two-object cases; runs before them have none)."""
     import numpy as np
     keys = ["recon_psnr", "edit_success", "bg_psnr", "flicker", "seconds", "invert_seconds"]
+    if any(k in m for r in all_results.values() for m in r.values() for k in KEEP_KEYS):
+        keys += KEEP_KEYS
     table = {}
     for v in variants:
         rows = [r[v] for r in all_results.values() if v in r]
         table[v] = {}
         for k in keys:
-            vals = np.array([row[k] for row in rows], float)
+            vals = np.array([row[k] for row in rows if k in row], float)
             vals = vals[np.isfinite(vals)]
             table[v][k] = (float(vals.mean()), float(vals.std())) if len(vals) else (float("nan"), float("nan"))
     return table
 
 
-def markdown(table, n_cases, case_file):
-    head = ("| variant | recon PSNR dB | edit success | background PSNR dB | flicker | s/case | s/inversion |\n"
-            "|---|---|---|---|---|---|---|")
+def markdown(table, n_cases, case_file, n_two=0):
+    keep = any(k in m for m in table.values() for k in KEEP_KEYS)
+    head = ("| variant | recon PSNR dB | edit success | background PSNR dB | flicker | s/case | s/inversion |"
+            + (" keep PSNR dB | keep rate |" if keep else "") + "\n|---|---|---|---|---|---|---|"
+            + ("---|---|" if keep else ""))
     rows = []
     for v, m in table.items():
         f = lambda k, p=1: f"{m[k][0]:.{p}f} ± {m[k][1]:.{p}f}"  # noqa: E731
         inv_s = m.get("invert_seconds", (float("nan"),))[0]
-        rows.append(f"| {v} | {f('recon_psnr')} | {f('edit_success', 2)} | {f('bg_psnr')} | {f('flicker', 2)} | "
-                    f"{m['seconds'][0]:.0f} | {'-' if inv_s != inv_s else f'{inv_s:.1f}'} |")
-    return f"{n_cases} cases from `{case_file}` (mean ± std over cases)\n\n" + head + "\n" + "\n".join(rows)
+        row = (f"| {v} | {f('recon_psnr')} | {f('edit_success', 2)} | {f('bg_psnr')} | {f('flicker', 2)} | "
+               f"{m['seconds'][0]:.0f} | {'-' if inv_s != inv_s else f'{inv_s:.1f}'} |")
+        if keep:
+            row += f" {f('keep_psnr')} | {f('keep_rate', 2)} |"
+        rows.append(row)
+    note = (f"; keep PSNR / keep rate: the object a two-object edit must not change, mean over the {n_two} "
+            "two-object cases (PSNR inside its mask, share of frames it keeps colour and shape)") if keep else ""
+    return f"{n_cases} cases from `{case_file}` (mean ± std over cases{note})\n\n" + head + "\n" + "\n".join(rows)
 
 
 def paired(all_results, variants, ref="video-p2p"):
@@ -216,27 +303,41 @@ def paired(all_results, variants, ref="video-p2p"):
     and edit success, and < 0 means ref flickers less): case-to-case spread dwarfs most
     effects, so the comparison that matters is within a case."""
     import numpy as np
+    cols = [("recon_psnr", 1), ("edit_success", 1), ("bg_psnr", 1), ("flicker", -1)]
+    keep = any(k in m for r in all_results.values() for m in r.values() for k in KEEP_KEYS)
+    if keep:
+        cols += [("keep_psnr", 1), ("keep_rate", 1)]
     rows = []
     for v in variants:
         if v == ref:
             continue
         cells = []
-        for k, better in (("recon_psnr", 1), ("edit_success", 1), ("bg_psnr", 1), ("flicker", -1)):
-            d = np.array([r[ref][k] - r[v][k] for r in all_results.values() if ref in r and v in r], float)
+        for k, better in cols:
+            d = np.array([r[ref][k] - r[v][k] for r in all_results.values()
+                          if ref in r and v in r and k in r[ref] and k in r[v]], float)
             d = d[np.isfinite(d)]
             wins = int((better * d > 0).sum())
-            p = 2 if k == "edit_success" else 1
+            p = 2 if k in ("edit_success", "keep_rate") else 1
             cells.append(f"{d.mean():+.{p}f} ± {d.std():.{p}f} ({wins}/{len(d)})" if len(d) else "-")
         rows.append(f"| {v} | " + " | ".join(cells) + " |")
-    head = (f"| {ref} minus | recon PSNR dB | edit success | background PSNR dB | flicker |\n"
-            "|---|---|---|---|---|")
+    head = (f"| {ref} minus | recon PSNR dB | edit success | background PSNR dB | flicker |"
+            + (" keep PSNR dB | keep rate |" if keep else "") + "\n|---|---|---|---|---|" + ("---|---|" if keep else ""))
     return (f"Paired per case: {ref} minus each variant, mean ± std over cases (cases where {ref} is "
             "better; lower flicker is better)\n\n" + head + "\n" + "\n".join(rows))
 
 
-def report(all_results, variants, n_cases, case_file, ref="video-p2p"):
+def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=None):
     table = summarise(all_results, variants)
-    md = markdown(table, n_cases, case_file)
+    n_two = sum(any(k in m for m in r.values() for k in KEEP_KEYS) for r in all_results.values())
+    md = markdown(table, n_cases, case_file, n_two)
+    if ceilings:
+        c = summarise({k: {"target": dict(v, recon_psnr=float("nan"), seconds=float("nan"),
+                                          invert_seconds=float("nan"))} for k, v in ceilings.items()
+                       if k in all_results}, ["target"])["target"]
+        md += ("\n\nA perfect edit (the rendered target video through the VAE) scores edit success "
+               f"{c['edit_success'][0]:.2f} ± {c['edit_success'][1]:.2f}, background PSNR {c['bg_psnr'][0]:.1f} dB"
+               + (f", keep rate {c['keep_rate'][0]:.2f} ± {c['keep_rate'][1]:.2f}" if "keep_rate" in c else "")
+               + ": the ceiling of the oracles on this autoencoder.")
     if ref in variants and len(variants) > 1:
         md += "\n\n" + paired(all_results, variants, ref)
     return table, md
@@ -260,7 +361,7 @@ def main():
             d = json.load(f)
         results = {c: {OLD_NAMES.get(v, v): r for v, r in res.items()} for c, res in d["results"].items()}
         variants = list(next(iter(results.values())))
-        print(report(results, variants, len(results), d.get("case_file", "?"), a.ref)[1])
+        print(report(results, variants, len(results), d.get("case_file", "?"), a.ref, d.get("ceilings"))[1])
         return
     cases = load_cases(a.cases)
     if a.names:
@@ -271,16 +372,17 @@ def main():
     cases = cases[:a.limit or None]
     r = Runner(a.ckpt, a.threads)
     print(f"{len(cases)} cases, variants: {' '.join(a.variants)}", flush=True)
-    all_results = {}
+    all_results, ceilings = {}, {}
     t0 = time.time()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     case_file = os.path.relpath(a.cases, REPO)
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
-        table, md = report(all_results, a.variants, len(all_results), case_file, a.ref)
+        ceilings[case["name"]] = r.last_ceiling
+        table, md = report(all_results, a.variants, len(all_results), case_file, a.ref, ceilings)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
             json.dump({"case_file": case_file, "cases": cases, "results": all_results, "summary": table,
-                       "markdown": md, "seconds": time.time() - t0}, f, indent=1, default=str)
+                       "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
 

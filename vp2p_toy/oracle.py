@@ -4,6 +4,7 @@ generated and edited videos exactly like rendered ones."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -93,6 +94,107 @@ def classify(img) -> dict:
 
 def classify_video(frames) -> list:
     return [classify(f) for f in frames]
+
+
+MIN_AREA = 12              # px: smaller regions are no object (classify's threshold)
+_CORE_KERNEL = np.ones((3, 3), np.uint8)
+
+
+def _palette_labels(img8):
+    """(bool [H,W] object-colour candidates, int [H,W] nearest palette colour index)."""
+    d = np.linalg.norm(img8.astype(np.float32)[:, :, None, :] - _PALETTE[None, None], axis=-1)
+    return d.min(-1) < OBJECT_DISTANCE, d.argmin(-1)
+
+
+def _split_by_colour(region, labels):
+    """Split one connected candidate region into one region per colour that has a core (a
+    3x3 erosion survives): two touching objects of different colours come apart, while the
+    thin anti-aliased fringe (e.g. blue over pink blends to purple) stays with its object.
+    Fringe pixels go to the nearest core."""
+    cores = []
+    for lab in np.unique(labels[region]):
+        core = cv2.erode((region & (labels == lab)).astype(np.uint8), _CORE_KERNEL) > 0
+        if core.sum() >= 4:
+            cores.append(core)
+    if len(cores) <= 1:
+        return [region]
+    dist = np.stack([cv2.distanceTransform((~c).astype(np.uint8), cv2.DIST_L2, 3) for c in cores])
+    owner = dist.argmin(0)
+    out = []
+    for i in range(len(cores)):
+        part = (region & (owner == i)).astype(np.uint8)
+        n, comp, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=4)
+        out += [comp == j for j in range(1, n) if stats[j, cv2.CC_STAT_AREA] >= MIN_AREA]
+    return out
+
+
+def _describe(img8, m) -> dict:
+    """classify()'s reading of one object region."""
+    med = np.median(img8[m].astype(np.float32), axis=0)
+    colour = _NAMES[int(np.linalg.norm(_PALETTE - med, axis=1).argmin())]
+    shape, scores = shape_of(m)
+    ys, xs = np.nonzero(m)
+    return {"colour": colour, "shape": shape, "centre": (float(xs.mean()), float(ys.mean())), "area": int(m.sum()),
+            "scores": scores, "mask": m}
+
+
+def find_objects(img, k=2, region=None) -> list:
+    """The up to k largest objects, by area descending: [{'colour', 'shape', 'centre' (x, y px),
+    'area' px, 'scores', 'mask' bool [H,W]}]. Object-colour pixels (within OBJECT_DISTANCE of a
+    palette colour) form connected regions (4-connectivity, >= MIN_AREA px, as in classify);
+    a region that holds the cores of several palette colours is split by nearest colour.
+    `region` (bool [H,W]): only look there (e.g. near one object's known position)."""
+    img8 = _as_uint8(img)
+    cand, labels = _palette_labels(img8)
+    if region is not None:
+        cand &= np.asarray(region, bool)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=4)
+    parts = []
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] >= MIN_AREA:
+            parts += _split_by_colour(comp == i, labels)
+    parts.sort(key=lambda m: -int(m.sum()))
+    return [_describe(img8, m) for m in parts[:k]]
+
+
+def matches(objects, expected) -> bool:
+    """True when the found objects' (colour, shape) are exactly the expected multiset."""
+    return Counter((o["colour"], o["shape"]) for o in objects) == Counter(tuple(e) for e in expected)
+
+
+def near(mask, radius=None, px=None) -> np.ndarray:
+    """Bool [H,W]: one frame's truth mask of an object (coverage > 0.02) dilated by px, by
+    default 2 + 0.3 * radius px: room for a square's corners or a triangle's tip where a circle
+    of the same radius was (an edit that changes the shape)."""
+    if px is None:
+        px = 3 if radius is None else int(math.ceil(2 + 0.3 * float(radius)))
+    return dilate(np.asarray(mask) > 0.02, px)
+
+
+def read_near(img, mask, radius=None, px=None) -> dict:
+    """The largest object near one object's known place (see near): find_objects' dict, or
+    colour/shape None when nothing is there."""
+    got = find_objects(img, 1, near(mask, radius, px))
+    return got[0] if got else {"colour": None, "shape": None, "centre": None, "area": 0, "scores": None,
+                               "mask": None}
+
+
+def read_object(video, obj, px=None) -> list:
+    """read_near for every frame of a video, at one object's truth (a render() truth dict or
+    one of truth['objects'])."""
+    return [read_near(f, m, r, px) for f, m, r in zip(video, obj["masks"], obj["radius"])]
+
+
+def kept_object(video, source, obj, px=3) -> dict:
+    """How well an edited video keeps an object that must not change: {'psnr': dB inside its
+    truth mask (coverage > 0.5) against the source frames, 'rate': share of frames where the
+    oracle near its truth mask (dilated px) reads its colour and shape}."""
+    v = np.stack([_as_uint8(f) for f in video])
+    s = np.stack([_as_uint8(f) for f in source])
+    inside = np.asarray(obj["masks"]) > 0.5
+    seen = read_object(v, obj, px)
+    rate = sum((o["colour"], o["shape"]) == (obj["colour"], obj["shape"]) for o in seen) / len(seen)
+    return {"psnr": psnr(v, s, inside), "rate": rate}
 
 
 def psnr(a, b, mask=None) -> float:
