@@ -1,16 +1,24 @@
-"""Train the toy-world model from scratch (seeded, CPU): a TAESD autoencoder, a frozen
-seeded-random CLIP text model with the real CLIP tokenizer, and an SD1.x-architecture UNet
-(ComfyUI's own classes) with epsilon prediction on the SD1 schedule and ~10% empty captions.
+"""Train the toy-world model from scratch (seeded, CPU): a TAESD autoencoder, a CLIP text
+model with the real CLIP tokenizer, and an SD1.x-architecture UNet (ComfyUI's own classes) with
+epsilon prediction on the SD1 schedule and ~10% empty captions.
 
-Stages: joint autoencoder -> UNet rounds on its (fixed) latents -> decoder-only rounds.
+Model v1: joint autoencoder -> UNet rounds on its (fixed) latents (text encoder frozen at a
+seeded random init) -> decoder-only rounds. Model v2 (the shipped one) continues from v1:
+stage 'words' (the text encoder's end token and padding zeroed, text encoder + UNet trained on
+one- and two-object images with an attention loss on the object words), then a decoder-only
+round on one- and two-object images with turned objects. See models/toy_world/MODEL_CARD.md.
 
-    .venv/bin/python scripts/toy_train.py                      # -> models/toy_world/toy_world_sd1.safetensors
+    .venv/bin/python scripts/toy_train.py --out v1.safetensors                  # v1 (81 min)
+    .venv/bin/python scripts/toy_train.py --words-from v1.safetensors --out words.safetensors
+    .venv/bin/python scripts/toy_train.py --resume words.safetensors --unet-rounds '' \
+        --decoder-rounds 1500:2e-4 --mixed-data --images 12000 \
+        --out models/toy_world/toy_world_sd1.safetensors                        # v2
+    .venv/bin/python scripts/toy_train.py --words-continue --out words.safetensors   # after an interruption
     .venv/bin/python scripts/toy_train.py --images 2000 --vae-steps 50 --unet-rounds 50:8e-4 \
-        --decoder-rounds 20:3e-4 --out /tmp/t.safetensors      # smoke run
-    .venv/bin/python scripts/toy_train.py --resume CKPT --unet-rounds 500:2e-4 --decoder-rounds ''
+        --decoder-rounds 20:3e-4 --out /tmp/t.safetensors                       # smoke run
 
-Writes the checkpoint (fp16, config in the safetensors metadata) and prints progress and the
-minutes of each stage. Needs only the host installed by scripts/setup_host.sh.
+Writes the checkpoint (fp16, config and minutes per stage in the safetensors metadata) and
+prints progress. Needs only the host installed by scripts/setup_host.sh.
 """
 from __future__ import annotations
 
@@ -44,6 +52,26 @@ def make_dataset(n, seed, size):
         spec = world.random_spec(rng, frames=1, size=size, motion=False)
         f, _ = world.render(spec)
         imgs[i] = f[0]
+        caps.append(spec.caption)
+    return imgs, caps
+
+
+def mixed_dataset(n, seed, size, two_share=0.5, turn_share=0.5):
+    """One- and two-object images, half of them with turned objects: what the videos the model
+    edits contain (a decoder trained on upright single objects rounds small and turned ones)."""
+    import dataclasses
+    import numpy as np
+    from vp2p_toy import world
+    rng = np.random.default_rng(seed + 11)
+    imgs, caps = np.zeros((n, size, size, 3), np.uint8), []
+    for i in range(n):
+        spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
+        if rng.random() < turn_share:
+            a0, a1 = rng.uniform(0, 120, 2)
+            spec = dataclasses.replace(spec, rotation=(a0, a0))
+            if spec.second is not None:
+                spec.second = dataclasses.replace(spec.second, rotation=(a1, a1))
+        imgs[i] = world.render(spec)[0][0]
         caps.append(spec.caption)
     return imgs, caps
 
@@ -236,13 +264,16 @@ def main():
                     help="start from a finished checkpoint instead of from scratch: only the given "
                          "--unet-rounds / --decoder-rounds run (pass '' to skip one); every other "
                          "tensor is written back unchanged")
+    ap.add_argument("--mixed-data", action="store_true",
+                    help="data of the autoencoder / --resume stages: one- and two-object images, half turned "
+                         "(default: the v1 data, one upright object)")
     ap.add_argument("--words-from", metavar="CKPT",
                     help="stage 'words' (model v2): start from this finished v1 checkpoint")
     ap.add_argument("--words-continue", action="store_true",
                     help="continue an interrupted 'words' stage from OUT and OUT.state.pt")
     ap.add_argument("--words-images", type=int, default=24000)
     ap.add_argument("--two-share", type=float, default=0.6, help="share of two-object images")
-    ap.add_argument("--words-steps", type=int, default=5000)
+    ap.add_argument("--words-steps", type=int, default=3000)
     ap.add_argument("--words-lr", type=float, default=4e-4)
     ap.add_argument("--text-lr-ratio", type=float, default=1.0)
     ap.add_argument("--attn-weight", type=float, default=5.0)
@@ -268,7 +299,7 @@ def main():
         return words_stage(a, sc, comfy.sd)
     times = {}
     t = time.time()
-    imgs, caps = make_dataset(a.images, a.seed, a.size)
+    imgs, caps = (mixed_dataset if a.mixed_data else make_dataset)(a.images, a.seed, a.size)
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
     if a.resume:
@@ -329,6 +360,8 @@ def train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents):
     tw = cfg["toy_world"]
     tw.setdefault("unet_rounds", []).extend(a.unet_rounds)
     tw.setdefault("decoder_rounds", []).extend(a.decoder_rounds)
+    if a.mixed_data and a.decoder_rounds:
+        tw.setdefault("decoder_rounds_mixed_data", []).extend(a.decoder_rounds)
     return times
 
 
