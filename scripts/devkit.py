@@ -269,3 +269,146 @@ class UNetRunner:
             return self.denoise(x, sigma, [cond], [_unet().COND], extra_options)[0]
         u, c = self.denoise(x, sigma, [uncond, cond], [_unet().UNCOND, _unet().COND], extra_options)
         return u + (c - u) * cfg
+
+
+# -- toy-model measurements shared by tests/host/test_toy_model.py and bench/attention_probe.py --
+
+TOY_MODEL_ENV = "VP2P_TOY_MODEL"
+
+
+def toy_model_path(path=None):
+    """The toy checkpoint to measure: `path`, else $VP2P_TOY_MODEL (a candidate checkpoint, to
+    check it against the tests' bars before it is shipped), else the shipped model."""
+    return path or os.environ.get(TOY_MODEL_ENV) or os.path.join(REPO, "models", "toy_world", TOY_CKPT)
+
+
+def load_toy(path=None):
+    """(MODEL, CLIP, VAE) of a toy checkpoint file (see toy_model_path)."""
+    return pack().vp2p_host.checkpoint.load_checkpoint(toy_model_path(path))
+
+
+def _decode_u8(vae, samples):
+    return (vae.decode(samples).clamp(0, 1) * 255).round().byte().cpu().numpy()
+
+
+def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=50, cfg=7.5, seed=0,
+                            caption_seed=4242):
+    """Text-to-image accuracy of a toy-world model on two-object captions ("a C S and a C2 S2 on
+    ..."), read by oracle.find_objects / oracle.matches: core KSampler (ddim, ddim_uniform) on
+    `captions` random two-object worlds (rng `caption_seed`: not the training captions' seeds).
+    -> (share of samples with both objects right, rows (expected [(c, s), (c2, s2)], found [(c, s)]))."""
+    import nodes
+    import numpy as np
+    world, oracle = pack().vp2p_toy.world, pack().vp2p_toy.oracle
+    rng = np.random.default_rng(caption_seed)
+    rows = []
+    for i in range(captions):
+        spec = world.random_spec(rng, frames=1, motion=False, objects=2)
+        want = [(o.colour, o.shape) for o in spec.objects()]
+        lat = nodes.EmptyLatentImage().generate(spec.size, spec.size, per_caption)[0]
+        out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, spec.caption),
+                                    encode(clip, ""), lat)[0]
+        for f in _decode_u8(vae, out["samples"]):
+            found = oracle.find_objects(f, k=2)
+            rows.append((want, [(o["colour"], o["shape"]) for o in found], oracle.matches(found, want)))
+    return sum(r[2] for r in rows) / len(rows), rows
+
+
+def attention_probe_specs(n=6, seed=777, frames=8):
+    """Held-out moving toy videos for the attention probe, alternately one and two objects
+    (two objects of different shapes, so the edited object's shape word names it alone);
+    -> [(WorldSpec, index of the object to edit)]: the second object of every other two-object video."""
+    import numpy as np
+    world = pack().vp2p_toy.world
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        two = len(out) % 2 == 1
+        spec = world.random_spec(rng, frames=frames, motion=True, objects=2 if two else 1)
+        if two and spec.shape == spec.second.shape:
+            continue
+        out.append((spec, (len(out) // 2) % 2 if two else 0))
+    return out
+
+
+def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=0.3, blend_start=0.2,
+                    mode="direct-inversion", inflate=True):
+    """Word-attention localisation of a toy model as a user's edit sees it, on one rendered video.
+
+    The video is encoded with the model's VAE, inverted by Shared Null-Text Invert (`mode`) with
+    its caption, and edited by the Decoupled Sampler with a P2P Controller word swap of object
+    `obj`'s shape word (to another shape), a local blend on that shape word (`threshold`) and the
+    attention-map output for that word. `inflate`: the model inflated as the Inflate node does
+    (untuned), else the image model. Per frame:
+      peak_in     the map image's brightest pixel lies in a latent cell the object covers > 1/4
+      peak_px     ... the object covers that very pixel > 1/2
+      blend_ratio area of the local-blend mask the sampler applied at the last step / object area
+      blend_frame share of the frame inside that mask
+      raw_ratio   the same ratio for the word's accumulated map > threshold x its max before the
+                  blend's 3x3 max-pool (what the attention itself marks: the mask a blend
+                  without the max-pool would apply)
+    -> dict(caption, target, word, rows=[per-frame dicts], seconds)."""
+    import time
+    import numpy as np
+    import torch
+    p = pack()
+    world = p.vp2p_toy.world
+    t0 = time.perf_counter()
+    frames, truth = world.render(spec)
+    objs = spec.objects()
+    word = objs[obj].shape
+    new = next(s for s in world.SHAPES if s != word and all(s != o.shape for o in objs))  # a shape no object has
+    target = (spec.with_object(shape=new) if obj == 0 else spec.with_second(shape=new)).caption
+    if inflate:
+        model = p.vp2p_host.inflation.inflate(model, True, True, 0, 0)
+    with torch.inference_mode():
+        latent = {"samples": vae.encode(torch.from_numpy(frames.astype("float32") / 255.0)).float()}
+    ctrl_node, inv_node = p.nodes.edit.VP2PController, p.nodes.inversion.VP2PSharedNullTextInvert
+    spec_c, src_cond, _ = ctrl_node.execute(clip, spec.caption, target, "swap", 0.2, 0.5, "", "", word, threshold,
+                                            blend_start, "cross+temporal (paper)", word).result
+    lb = spec_c.controller.local_blend
+    seen = {}
+    original = lb.mask
+
+    def recording(maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
+        out = original(maps_src, maps_tgt, size)
+        seen.update(mask=out, maps=maps_src)
+        return out
+    lb.mask = recording
+    with torch.inference_mode():
+        inv, _ = inv_node.execute(model, latent, src_cond, encode(clip, ""), steps, cfg, mode, 10).result
+        _, _, maps_img = p.nodes.edit.VP2PDecoupledSampler.execute(model, inv, spec_c, cfg, "auto").result
+    lb.mask = original
+    F_, H, W = frames.shape[:3]
+    lh, lw = latent["samples"].shape[-2:]
+    ch, cw = H // lh, W // lw
+    cover = truth["objects"][obj]["masks"]                                 # [F, H, W] 0..1
+    cell_cover = cover.reshape(F_, lh, ch, lw, cw).mean(axis=(2, 4))       # [F, lh, lw]
+    heat = maps_img[:, :, :maps_img.shape[1] * W // H, 0].numpy()         # the first (only) panel's red channel
+    mask = seen["mask"][:, 0].cpu().numpy()                                # [F, lh, lw] bool
+    raw = seen["maps"][..., lb.src_tokens].sum(-1).cpu().numpy()           # [F, h, w] (h, w: the blend resolution)
+    raw = raw / raw.max(axis=(1, 2), keepdims=True).clip(1e-12) > threshold
+    rows = []
+    for f in range(F_):
+        y, x = np.unravel_index(int(heat[f].argmax()), heat[f].shape)
+        py, px = int(y * H / heat.shape[1]), int(x * W / heat.shape[2])
+        area = float(cover[f].sum())
+        rows.append({"peak_in": bool(cell_cover[f, py // ch, px // cw] > 0.25), "peak_px": bool(cover[f, py, px] > 0.5),
+                     "blend_ratio": float(mask[f].sum()) * H * W / mask[f].size / area,
+                     "blend_frame": float(mask[f].mean()),
+                     "raw_ratio": float(raw[f].sum()) * H * W / raw[f].size / area})
+    return {"caption": spec.caption, "target": target, "word": word, "objects": len(objs), "rows": rows,
+            "seconds": time.perf_counter() - t0}
+
+
+def attention_probe_summary(results):
+    """Totals over videos: share of frames whose peak is in the object, mean / median ratios."""
+    import numpy as np
+    rows = [r for res in results for r in res["rows"]]
+    col = lambda k: np.array([r[k] for r in rows], float)  # noqa: E731
+    out = {"frames": len(rows), "peak_in": col("peak_in").mean(), "peak_px": col("peak_px").mean(),
+           "blend_ratio_mean": col("blend_ratio").mean(), "blend_ratio_median": np.median(col("blend_ratio")),
+           "blend_frame_mean": col("blend_frame").mean(), "blend_frame_max": col("blend_frame").max(),
+           "raw_ratio_mean": col("raw_ratio").mean(), "raw_ratio_median": np.median(col("raw_ratio")),
+           "video_blend_ratio_max": max(np.mean([r["blend_ratio"] for r in res["rows"]]) for res in results)}
+    return {k: v if k == "frames" else round(float(v), 4) for k, v in out.items()}
