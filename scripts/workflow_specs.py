@@ -100,7 +100,8 @@ def toy_two_objects(g):
                           second_start_y=0.28, second_end_x=0.72, second_end_y=0.28, second_radius=0.14)
     src = "a red circle and a blue square on a striped gray background"
     lat, tuned, inv, ctrl, samp = _edit_chain(
-        g, ck, vid, src, "a red circle and a yellow square on a striped gray background", blend_words="square")
+        g, ck, vid, src, "a red circle and a yellow square on a striped gray background", blend_words="square",
+        inv_mode="direct-inversion")
     _outputs(g, ck, vid, inv, samp, "toy_two_objects")
 
 
