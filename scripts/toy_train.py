@@ -189,6 +189,20 @@ def encode_all(vae, imgs, batch=256):
     return torch.cat(out).float()
 
 
+def ema_step(loss, opt, sched, params, ema, step):
+    """One clipped optimiser step and the EMA update (warming up towards 0.999)."""
+    import torch
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    decay = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, p in zip(ema, params):
+            e.lerp_(p.detach(), 1 - decay)
+
+
 def train_unet(diffusion_model, latents, caps, embed, steps, batch, lr, seed, drop=0.1):
     """eps-prediction on the SD1 schedule (the VP form of ComfyUI's EPS sampling), bf16 autocast,
     EMA of the weights."""
@@ -227,15 +241,7 @@ def train_unet(diffusion_model, latents, caps, embed, steps, batch, lr, seed, dr
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 pred = dm(xt, t.float(), context=ctx)
             loss = (pred.float() - eps).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            decay = min(0.999, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema, params):
-                    e.lerp_(p.detach(), 1 - decay)
+            ema_step(loss, opt, sched, params, ema, step)
             avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
             if step % 50 == 0 or step == steps - 1:
                 el = time.time() - t0
@@ -555,15 +561,7 @@ def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, t
         valid = keep & (t < a.attn_tmax)
         loss_attn = attention_loss(probe.maps, masks_t[idx], words_t[idx], valid, a.attn_share)
         loss = loss_eps + a.attn_weight * loss_attn
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema, params):
-                e.lerp_(p.detach(), 1 - decay)
+        ema_step(loss, opt, sched, params, ema, step)
         la = float(loss_attn)
         avg = loss_eps.item() if avg is None else 0.98 * avg + 0.02 * loss_eps.item()
         avg_a = la if avg_a is None else 0.98 * avg_a + 0.02 * la

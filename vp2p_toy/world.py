@@ -29,6 +29,14 @@ def caption(colour, shape, background, background_colour, second=None):
     return f"a {thing} on a {background} {background_colour} background"
 
 
+def _fields(cls, d, what):
+    """A JSON dict as dataclass fields (lists back to tuples); unknown keys are an error."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"toy world: unknown {what} {sorted(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
 @dataclasses.dataclass
 class ObjectSpec:
     """The second object of a two-object world (the first one's fields are WorldSpec's own)."""
@@ -41,11 +49,7 @@ class ObjectSpec:
 
     @classmethod
     def from_dict(cls, d):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"toy world: unknown keys of the second object {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**_fields(cls, d, "keys of the second object"))
 
 
 @dataclasses.dataclass
@@ -99,11 +103,7 @@ class WorldSpec:
 
     @classmethod
     def from_dict(cls, d):
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"toy world: unknown spec keys {sorted(unknown)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        d = _fields(cls, d, "spec keys")
         if d.get("second") is not None:
             d["second"] = ObjectSpec.from_dict(d["second"])
         return cls(**d).check()
