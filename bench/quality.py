@@ -130,8 +130,7 @@ class Runner:
     def decode(self, latent):
         import torch
         with torch.inference_mode():
-            img = self.vae.decode(latent["samples"])
-        return (img.clamp(0, 1) * 255).round().byte().cpu().numpy()
+            return self.tl.decode_u8(self.vae, latent["samples"])
 
     def edit(self, model, latent, case, spec, mode="null-text", per_frame=False, decoupled=True):
         import torch

@@ -167,8 +167,7 @@ def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
         lat = nodes.EmptyLatentImage().generate(size, size, per_pair)[0]
         out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, text),
                                     encode(clip, ""), lat)[0]
-        imgs = vae.decode(out["samples"])
-        for f in (imgs.clamp(0, 1) * 255).round().byte().cpu().numpy():
+        for f in decode_u8(vae, out["samples"]):
             got = oracle.classify(f)
             rows.append((colour, shape, got["colour"], got["shape"]))
     n = len(rows)
@@ -287,7 +286,8 @@ def load_toy(path=None):
     return pack().vp2p_host.checkpoint.load_checkpoint(toy_model_path(path))
 
 
-def _decode_u8(vae, samples):
+def decode_u8(vae, samples):
+    """Decoded frames as uint8 [F, H, W, 3] (what the pixel oracles read)."""
     return (vae.decode(samples).clamp(0, 1) * 255).round().byte().cpu().numpy()
 
 
@@ -308,7 +308,7 @@ def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=
         lat = nodes.EmptyLatentImage().generate(spec.size, spec.size, per_caption)[0]
         out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, spec.caption),
                                     encode(clip, ""), lat)[0]
-        for f in _decode_u8(vae, out["samples"]):
+        for f in decode_u8(vae, out["samples"]):
             found = oracle.find_objects(f, k=2)
             rows.append((want, [(o["colour"], o["shape"]) for o in found], oracle.matches(found, want)))
     return sum(r[2] for r in rows) / len(rows), rows

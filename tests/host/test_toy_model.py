@@ -82,8 +82,7 @@ def test_oracle_reads_the_autoencoders_round_trip(toy_model):
     frames = np.stack([world.render(s)[0][0] for s in specs])
     vae = toy_model[2]
     with torch.no_grad():
-        out = vae.decode(vae.encode(torch.from_numpy(frames).float() / 255.0))
-    out = (out.clamp(0, 1) * 255).round().byte().numpy()
+        out = tl.decode_u8(vae, vae.encode(torch.from_numpy(frames).float() / 255.0))
     got = [oracle.classify(f) for f in out]
     colour = np.mean([g["colour"] == s.colour for g, s in zip(got, specs)])
     shape = np.mean([g["shape"] == s.shape for g, s in zip(got, specs)])
@@ -102,8 +101,7 @@ def test_oracle_reads_two_objects_after_the_round_trip(toy_model):
     frames = np.stack([world.render(s)[0][0] for s in specs])
     vae = toy_model[2]
     with torch.no_grad():
-        out = vae.decode(vae.encode(torch.from_numpy(frames).float() / 255.0))
-    out = (out.clamp(0, 1) * 255).round().byte().numpy()
+        out = tl.decode_u8(vae, vae.encode(torch.from_numpy(frames).float() / 255.0))
     want = [[(o.colour, o.shape) for o in s.objects()] for s in specs]
     found = [oracle.find_objects(f, k=2) for f in out]
     both = np.mean([oracle.matches(f, w) for f, w in zip(found, want)])
