@@ -302,7 +302,7 @@ def main():
     import comfy.sd
     if a.words_from or a.words_continue:
         a.words_from = os.path.abspath(a.words_from or a.out)
-        return words_stage(a, sc, comfy.sd)
+        return words_stage(a, sc)
     times = {}
     t = time.time()
     imgs, caps = (mixed_dataset if a.mixed_data else make_dataset)(a.images, a.seed, a.size)
@@ -447,7 +447,6 @@ class AttentionProbe:
         self.maps = []
 
     def __call__(self, q, k, v, extra):
-        import torch
         h = extra["n_heads"]
         b, n, d = q.shape
         split = lambda t: t.float().view(b, -1, h, d // h).transpose(1, 2)
@@ -459,7 +458,6 @@ class AttentionProbe:
 def attention_loss(maps, masks, words, valid, share):
     """Mean squared gap between the attention a pixel gives an object's colour + shape words and
     `share` x the object's coverage of that pixel, over every cross-attention layer."""
-    import torch
     import torch.nn.functional as F
     total, count = 0.0, 0
     for p in maps:
@@ -483,7 +481,6 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
     import numpy as np
     import torch
     import devkit as tl
-    from vp2p_core.schedule import sd1_sigmas
     steps, lr = a.words_steps, a.words_lr
     dm = model.model.diffusion_model.float()
     te = clip.cond_stage_model.float()
@@ -584,11 +581,10 @@ def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, t
                     p.copy_(v)
 
 
-def words_stage(a, sc, comfy_sd):
+def words_stage(a, sc):
     """Model v2 from a finished v1 checkpoint: the autoencoder is kept; the text path stops
     passing the caption through its padding, and UNet + text encoder learn words that sit on
     their objects, on a mix of one- and two-object images."""
-    import safetensors.torch
     cfg = sc.read_config(a.words_from)
     cfg["text_only_words"] = True
     model, clip, vae_obj = sc.load_checkpoint(a.words_from, cfg=cfg)
