@@ -447,12 +447,10 @@ class AttentionProbe:
         self.maps = []
 
     def __call__(self, q, k, v, extra):
-        h = extra["n_heads"]
-        b, n, d = q.shape
-        split = lambda t: t.float().view(b, -1, h, d // h).transpose(1, 2)
-        p = (split(q) @ split(k).transpose(-1, -2) * (d // h) ** -0.5).softmax(-1)
+        from vp2p_core.control import apply_probs, attention_probs
+        p = attention_probs(q, k, extra["n_heads"])                   # the controller's own explicit attention
         self.maps.append(p.mean(1))                                   # [b, n, tokens]
-        return (p @ split(v)).transpose(1, 2).reshape(b, n, d).to(q.dtype)
+        return apply_probs(p, v, extra["n_heads"], q.dtype)
 
 
 def attention_loss(maps, masks, words, valid, share):
