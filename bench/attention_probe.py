@@ -8,9 +8,13 @@ cell the object covers > 1/4 (`peak px`: on a pixel it covers > 1/2); `blend/obj
 local-blend mask the sampler applied at the last step over the object's area (mean; the pack's
 mask is the word's map max-pooled 3x3 at the blend resolution, then > threshold x its max);
 `mask/frame` = share of the frame inside that mask; `raw/obj` = the same ratio for the word's
-map > threshold before the max-pool (what a blend without the max-pool would free).
+map > threshold before the max-pool (what a blend without the max-pool would free); for
+two-object videos, the share of the other object inside the mask (what the edit may repaint of
+the object that must not change). `--change colour` swaps the object's colour instead of its
+shape: the shape word is then in both prompts and the mask is the union of both branches' maps.
 
     python bench/attention_probe.py [CKPT] [--videos 6] [--steps 25] [--threads 1] [--image-model]
+                                 [--change shape|colour]
 """
 import argparse
 import os
@@ -31,6 +35,9 @@ def main():
     ap.add_argument("--cfg", type=float, default=7.5)
     ap.add_argument("--threshold", type=float, default=0.3)
     ap.add_argument("--mode", default="direct-inversion", help="inversion mode (direct-inversion, null-text, fast)")
+    ap.add_argument("--change", choices=["shape", "colour"], default="shape",
+                    help="what the edit swaps: the object's shape word (the blend reads the source's map) or its "
+                         "colour word (the shape word stays: the blend reads both branches' maps)")
     ap.add_argument("--image-model", action="store_true", help="do not inflate the model (default: inflated, untuned)")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
@@ -41,13 +48,13 @@ def main():
     path = tl.toy_model_path(a.ckpt)
     model, clip, vae = tl.load_toy(path)
     print(f"model {path}: {a.videos} videos x {a.frames} frames, {a.steps} steps, {a.mode}, "
-          f"{'image model' if a.image_model else 'inflated (untuned)'}, blend threshold {a.threshold}")
+          f"{'image model' if a.image_model else 'inflated (untuned)'}, blend threshold {a.threshold}, {a.change} swap")
     print(f"{'video':<5} {'edit':<66} {'peak in':>7} {'peak px':>7} {'blend/obj':>9} {'mask/frame':>10} "
           f"{'raw/obj':>7} {'s':>5}")
     results = []
     for i, (spec, obj) in enumerate(tl.attention_probe_specs(a.videos, a.seed, a.frames)):
         r = tl.attention_probe(model, clip, vae, spec, obj, steps=a.steps, cfg=a.cfg, threshold=a.threshold,
-                               mode=a.mode, inflate=not a.image_model)
+                               mode=a.mode, inflate=not a.image_model, change=a.change)
         results.append(r)
         s = tl.attention_probe_summary([r])
         edit = f"{r['caption'].split(' on ')[0]} -> {r['target'].split(' on ')[0]}"
@@ -66,7 +73,8 @@ def main():
             t = tl.attention_probe_summary(sub)
             print(f"  {k}-object videos ({len(sub)}): peak in {t['peak_in']:.2f}, blend/obj mean "
                   f"{t['blend_ratio_mean']:.2f}, mask/frame {t['blend_frame_mean']:.2f}, raw/obj mean "
-                  f"{t['raw_ratio_mean']:.2f}")
+                  f"{t['raw_ratio_mean']:.2f}"
+                  + (f", other object inside the mask {t['other_in_mask_mean']:.2f}" if "other_in_mask_mean" in t else ""))
 
 
 if __name__ == "__main__":

@@ -334,12 +334,27 @@ def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=
                                           invert_seconds=float("nan"))} for k, v in ceilings.items()
                        if k in all_results}, ["target"])["target"]
         md += ("\n\nA perfect edit (the rendered target video through the VAE) scores edit success "
-               f"{c['edit_success'][0]:.2f} ± {c['edit_success'][1]:.2f}, background PSNR {c['bg_psnr'][0]:.1f} dB"
+               f"{c['edit_success'][0]:.2f} ± {c['edit_success'][1]:.2f}, background PSNR {c['bg_psnr'][0]:.1f} dB, "
+               f"flicker {c['flicker'][0]:.2f} ± {c['flicker'][1]:.2f}"
                + (f", keep rate {c['keep_rate'][0]:.2f} ± {c['keep_rate'][1]:.2f}" if "keep_rate" in c else "")
                + ": the ceiling of the oracles on this autoencoder.")
     if ref in variants and len(variants) > 1:
         md += "\n\n" + paired(all_results, variants, ref)
     return table, md
+
+
+def merge_runs(paths):
+    """Results of several result files, merged case by case (a later file's variant wins):
+    -> (results, ceilings, case_file)."""
+    results, ceilings, files = {}, {}, []
+    for path in paths:
+        with open(path) as f:
+            d = json.load(f)
+        files.append(d.get("case_file", "?"))
+        for c, res in d["results"].items():
+            results.setdefault(c, {}).update({OLD_NAMES.get(v, v): r for v, r in res.items()})
+        ceilings.update(d.get("ceilings") or {})
+    return results, ceilings, " + ".join(dict.fromkeys(files))
 
 
 def main():
@@ -352,15 +367,15 @@ def main():
     ap.add_argument("--ref", default="video-p2p", help="the variant the paired table compares against")
     ap.add_argument("--out", default=os.path.join(REPO, "artifacts", "quality.json"))
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--report", metavar="JSON", help="print the tables of a finished run again (no new run)")
+    ap.add_argument("--report", metavar="JSON", nargs="+",
+                    help="print the tables of finished runs again (no new run); several files (e.g. runs of "
+                         "different variants on the same cases) are merged case by case")
     a = ap.parse_args()
     a.out, a.cases = os.path.abspath(a.out), os.path.abspath(a.cases)   # before ComfyUI's boot changes the cwd
     if a.report:
-        with open(a.report) as f:
-            d = json.load(f)
-        results = {c: {OLD_NAMES.get(v, v): r for v, r in res.items()} for c, res in d["results"].items()}
-        variants = list(next(iter(results.values())))
-        print(report(results, variants, len(results), d.get("case_file", "?"), a.ref, d.get("ceilings"))[1])
+        results, ceilings, case_file = merge_runs(a.report)
+        variants = list(dict.fromkeys(v for r in results.values() for v in r))
+        print(report(results, variants, len(results), case_file, a.ref, ceilings)[1])
         return
     cases = load_cases(a.cases)
     if a.names:

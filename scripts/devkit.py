@@ -332,13 +332,15 @@ def attention_probe_specs(n=6, seed=777, frames=8):
 
 
 def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=0.3, blend_start=0.2,
-                    mode="direct-inversion", inflate=True):
+                    mode="direct-inversion", inflate=True, target=None, change="shape"):
     """Word-attention localisation of a toy model as a user's edit sees it, on one rendered video.
 
     The video is encoded with the model's VAE, inverted by Shared Null-Text Invert (`mode`) with
     its caption, and edited by the Decoupled Sampler with a P2P Controller word swap of object
     `obj`'s shape word (to another shape), a local blend on that shape word (`threshold`) and the
-    attention-map output for that word. `inflate`: the model inflated as the Inflate node does
+    attention-map output for that word (`change="colour"`: swap its colour instead, so the blend
+    word is in both prompts and the mask is the union of both branches' maps, as in a colour edit;
+    `target`: any other target caption, blend still on that word). `inflate`: the model inflated as the Inflate node does
     (untuned), else the image model. Per frame:
       peak_in     the map image's brightest pixel lies in a latent cell the object covers > 1/4
       peak_px     ... the object covers that very pixel > 1/2
@@ -347,6 +349,8 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
       raw_ratio   the same ratio for the word's accumulated map > threshold x its max before the
                   blend's 3x3 max-pool (what the attention itself marks: the mask a blend
                   without the max-pool would apply)
+      other_in_mask (two objects) share of the other object's area inside that mask: what the
+                  blend leaves the target branch free to repaint of the object that must not change
     -> dict(caption, target, word, rows=[per-frame dicts], seconds)."""
     import time
     import numpy as np
@@ -357,8 +361,12 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     frames, truth = world.render(spec)
     objs = spec.objects()
     word = objs[obj].shape
-    new = next(s for s in world.SHAPES if s != word and all(s != o.shape for o in objs))  # a shape no object has
-    target = (spec.with_object(shape=new) if obj == 0 else spec.with_second(shape=new)).caption
+    if target is None:
+        if change == "colour":   # the shape word stays in the target: the blend also reads the target's map
+            new = {"colour": next(c for c in world.COLOURS if all(c != o.colour for o in objs))}
+        else:
+            new = {"shape": next(s for s in world.SHAPES if s != word and all(s != o.shape for o in objs))}
+        target = (spec.with_object(**new) if obj == 0 else spec.with_second(**new)).caption
     if inflate:
         model = p.vp2p_host.inflation.inflate(model, True, True, 0, 0)
     with torch.inference_mode():
@@ -397,6 +405,10 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
                      "blend_ratio": float(mask[f].sum()) * H * W / mask[f].size / area,
                      "blend_frame": float(mask[f].mean()),
                      "raw_ratio": float(raw[f].sum()) * H * W / raw[f].size / area})
+        if len(objs) > 1:   # how much of the object the edit must leave alone lies inside the mask
+            other = truth["objects"][1 - obj]["masks"][f]
+            big = np.kron(mask[f], np.ones((H // mask.shape[1], W // mask.shape[2])))
+            rows[-1]["other_in_mask"] = float((other * big).sum() / max(float(other.sum()), 1e-6))
     return {"caption": spec.caption, "target": target, "word": word, "objects": len(objs), "rows": rows,
             "seconds": time.perf_counter() - t0}
 
@@ -411,4 +423,7 @@ def attention_probe_summary(results):
            "blend_frame_mean": col("blend_frame").mean(), "blend_frame_max": col("blend_frame").max(),
            "raw_ratio_mean": col("raw_ratio").mean(), "raw_ratio_median": np.median(col("raw_ratio")),
            "video_blend_ratio_max": max(np.mean([r["blend_ratio"] for r in res["rows"]]) for res in results)}
+    other = [r["other_in_mask"] for r in rows if "other_in_mask" in r]
+    if other:
+        out["other_in_mask_mean"] = float(np.mean(other))
     return {k: v if k == "frames" else round(float(v), 4) for k, v in out.items()}

@@ -348,9 +348,9 @@ class StepContext:
             if p_src is None:
                 return torch.cat(outs)
         p_tgt = attention_probs(qs[i_tgt], ks[i_tgt], heads)
-        if store:
-            self.store.add(key, p_src, p_tgt)
         if edit:
-            p_new = self.controller.edit(kind, p_src, p_tgt)
-            outs[i_tgt] = apply_probs(p_new, vs[i_tgt], heads, q.dtype)
+            p_tgt = self.controller.edit(kind, p_src, p_tgt)
+            outs[i_tgt] = apply_probs(p_tgt, vs[i_tgt], heads, q.dtype)
+        if store:   # the maps the target used (prompt-to-prompt's store sees the edited maps too)
+            self.store.add(key, p_src, p_tgt)
         return torch.cat(outs)

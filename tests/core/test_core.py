@@ -96,6 +96,24 @@ def test_local_blend_step_callback_keeps_source_outside_the_mask():
     assert out[:, :, 0, 0].eq(1).all() and out[:, :, -1, -1].eq(0).all()
 
 
+def test_store_records_the_maps_the_target_used():
+    """As in prompt-to-prompt (its store holds the attention after the in-place edit), the local
+    blend and the map previews read the target's edited maps inside the replace window and its
+    own maps after it."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 6, 8), torch.randn(2, 5, 8), torch.randn(2, 5, 8)   # rows: [src, tgt]
+    mapper = torch.eye(5)[[0, 2, 1, 3, 4]]                                       # swap tokens 1 and 2
+    ctrl = vc.AttentionReplace(mapper, cross_replace=0.5)
+    fast = lambda q, k, v, h: vc.apply_probs(vc.attention_probs(q, k, h), v, h, q.dtype)   # noqa: E731
+    p_src, p_tgt = vc.attention_probs(q[:1], k[:1], 1), vc.attention_probs(q[1:], k[1:], 1)
+    for step, want in ((0, torch.einsum("rhqk,kn->rhqn", p_src, mapper)), (6, p_tgt)):
+        store = vc.AttentionStore()
+        vc.StepContext(ctrl, [vc.SRC_C, vc.TGT_C], step, 10, fast, store=store).attend("cross", "l", q, k, v, 1)
+        store.end_step()
+        s = store.maps(6, 2, 3)
+        assert torch.allclose(s[0].reshape(1, 6, 5), p_src.mean(1)) and torch.allclose(s[1].reshape(1, 6, 5), want.mean(1))
+
+
 def test_step_context_is_an_attention_hook():
     ctx = vc.StepContext(None, [vc.SRC_C, vc.TGT_C], 0, 10, lambda q, k, v, h: q)
     assert isinstance(ctx, vc.AttentionHook)

@@ -38,6 +38,12 @@ def test_quality_bench_on_a_user_case_file(tmp_path):
     assert res["direct-inversion"]["invert_seconds"] < res["video-p2p"]["invert_seconds"]
     # the ablation is really a different edit: the blend keeps the source outside the object
     assert res["video-p2p"]["bg_psnr"] != res["no-local-blend"]["bg_psnr"]
+    # --report merges runs of other variants on the same cases into one set of tables
+    other = tmp_path / "q2.json"
+    other.write_text(json.dumps(dict(d, results={"mine": {"fast": res["ddim+target"]}})))
+    r = run("quality.py", "--report", str(out), str(other), "--ref", "direct-inversion")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| fast |" in r.stdout and "| video-p2p |" in r.stdout and "| direct-inversion minus |" in r.stdout
 
 
 def test_quality_bench_rejects_a_case_without_target(tmp_path):
