@@ -133,15 +133,22 @@ class Runner:
             return self.tl.decode_u8(self.vae, latent["samples"])
 
     def edit(self, model, latent, case, spec, mode="null-text", per_frame=False, decoupled=True):
+        """-> (reconstruction, edited latent, seconds of inversion + edit). Variants that differ
+        only after the inversion (blend, decoupling) share it within a case (`self.inversions`,
+        reset per case); the seconds still count the inversion each time."""
         import torch
         cond, empty = self.tl.encode(self.clip, case["source"]), self.tl.encode(self.clip, "")
-        t = time.perf_counter()
+        key = (id(model), id(latent), mode, per_frame)
         with torch.inference_mode():
-            inv, recon = self.inv.invert_video(model, latent, cond, empty, case["steps"], case["cfg"], mode,
-                                               case["inner_iterations"], per_frame=per_frame)
+            if key not in self.inversions:     # the value holds model and latent, so their ids stay theirs
+                self.inversions[key] = (model, latent, *self.inv.invert_video(
+                    model, latent, cond, empty, case["steps"], case["cfg"], mode, case["inner_iterations"],
+                    per_frame=per_frame))
+            _, _, inv, recon = self.inversions[key]
+            t = time.perf_counter()
             edited, _, _ = self.sampler.decoupled_sample(model, inv, spec, case["cfg"], "auto", decoupled=decoupled)
         self.last_inversion_seconds = inv.seconds
-        return recon, edited, time.perf_counter() - t
+        return recon, edited, time.perf_counter() - t + inv.seconds
 
     def prepare(self, case):
         """Render and encode the case's video; -> (video, truth, latent, expected [(colour, shape)]
@@ -181,6 +188,7 @@ class Runner:
               + " ".join(f"{k} {val:.3g}" for k, val in self.last_ceiling.items()), flush=True)
         ctrl, off = self.controller(case), self.controller(case, off=True)
         results, tuned, tune_s = {}, None, 0.0
+        self.inversions = {}
         needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
                         "direct-inversion", "ddim-cfg"}
         inflated = self.infl.inflate(self.model, True, True, 0, 0)
