@@ -119,6 +119,7 @@ class Runner:
         self.inv, self.sampler = self.tl.host.inversion, self.tl.host.sampling
         self.ctrl = self.tl.pack_nodes.edit.VP2PController
         self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
+        self.inversions = {}    # per case (run_case resets it): see edit
 
     def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True):
         c = case

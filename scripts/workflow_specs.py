@@ -90,18 +90,23 @@ def toy_reweight(g):
 
 def toy_two_objects(g):
     note = ("Only the named object changes (toy world, two objects). Toy World Video renders a red circle "
-            "moving next to a blue square; the P2P Controller swaps 'blue' -> 'yellow', so only the square "
-            "may change colour, and the local blend on 'square' keeps everything outside the square's "
+            "moving next to a blue square; the P2P Controller swaps 'square' -> 'triangle', so only the blue "
+            "object may change, and the local blend on 'square, triangle' keeps everything outside those words' "
             "cross-attention (the circle and the background) from the source.\n\n"
+            "Colour swaps of one of two objects are harder on this toy model: the blend word ('square') is then "
+            "in both prompts, so the mask also takes the target branch's map of it, which spreads over the other "
+            "object, and the model, which binds colours to two objects poorly, recolours that one too. Measured "
+            "on this scene with 'blue' -> 'yellow' and blend 'square': at cross_replace 0.2 the circle turns "
+            "yellow; at 0.5 it stays red in every frame and the square turns yellow in 5 of 8 frames.\n\n"
             "Change: target_text (another colour or shape for either object), blend_words (the edited "
-            "object's shape word), the second_* inputs of Toy World Video.")
+            "object's shape words), the second_* inputs of Toy World Video.")
     ck, vid = _toy_inputs(g, note, start_x=0.25, start_y=0.65, end_x=0.45, end_y=0.65, radius=0.15,
                           end_radius=0.15, second_shape="square", second_colour="blue", second_start_x=0.72,
                           second_start_y=0.28, second_end_x=0.72, second_end_y=0.28, second_radius=0.14)
     src = "a red circle and a blue square on a striped gray background"
     lat, tuned, inv, ctrl, samp = _edit_chain(
-        g, ck, vid, src, "a red circle and a yellow square on a striped gray background", blend_words="square",
-        inv_mode="direct-inversion")
+        g, ck, vid, src, "a red circle and a blue triangle on a striped gray background",
+        blend_words="square, triangle", inv_mode="direct-inversion")
     _outputs(g, ck, vid, inv, samp, "toy_two_objects")
 
 
