@@ -46,6 +46,24 @@ def test_quality_bench_on_a_user_case_file(tmp_path):
     assert "| fast |" in r.stdout and "| video-p2p |" in r.stdout and "| direct-inversion minus |" in r.stdout
 
 
+def test_flicker_split_on_a_user_case_file(tmp_path):
+    cases = {"defaults": {"steps": 3, "tune_steps": 2},
+             "cases": [{"name": "mine", "target": "a blue circle on a striped gray background", "blend_words": "circle",
+                        "world": {"shape": "circle", "colour": "red", "background": "striped",
+                                  "background_colour": "gray", "frames": 3, "start": [0.3, 0.5],
+                                  "end": [0.6, 0.5], "scale": [0.22, 0.22], "seed": 4}},
+                       {"name": "no-blend", "target": "a blue circle on a striped gray background",
+                        "world": {"shape": "circle", "colour": "red", "frames": 2}}]}
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    r = run("flicker_split.py", "--cases", str(path), "--threads", "1")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no-blend                 skipped" in r.stdout and "mean over 1 cases" in r.stdout
+    line = next(x for x in r.stdout.splitlines() if x.startswith("mine"))
+    share = float(line.split("background inside")[1])
+    assert 0.0 < share < 1.0        # the mask really split the background
+
+
 def test_quality_bench_rejects_a_case_without_target(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"cases": [{"name": "x", "world": {"shape": "circle"}}]}))

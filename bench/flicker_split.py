@@ -1,0 +1,69 @@
+"""Where the pack default's flicker comes from: the background of each edit split by the local
+blend's final mask into the part the target branch painted (inside the mask) and the part kept
+from the source branch (outside), with bench/quality.py's flicker metric on each part.
+
+    python bench/flicker_split.py [--cases bench/cases/default.json] [--names A B] [--threads 2]
+
+Per case: flicker of the whole background, inside and outside the mask, and the share of the
+background inside the mask; then the means. Cases without blend words are skipped (no mask).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quality as Q  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default=os.path.join(Q.REPO, "bench", "cases", "default.json"))
+    ap.add_argument("--ckpt", default="toy_world_sd1.safetensors")
+    ap.add_argument("--names", nargs="+")
+    ap.add_argument("--threads", type=int, default=0)
+    a = ap.parse_args()
+    import numpy as np
+    cases = [c for c in Q.load_cases(os.path.abspath(a.cases)) if not a.names or c["name"] in a.names]
+    r = Q.Runner(a.ckpt, a.threads)
+    blend_cls = r.tl.core.control.LocalBlend
+    original, seen = blend_cls.mask, {}
+
+    def recording(self, maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
+        out = original(self, maps_src, maps_tgt, size)
+        seen["mask"] = out
+        return out
+    blend_cls.mask = recording
+    o, rows = r.oracle, []
+    try:
+        for case in cases:
+            if not case["blend_words"]:
+                print(f"{case['name']:<24} skipped: no blend words")
+                continue
+            r.inversions = {}
+            video, truth, latent, _ = r.prepare(case)
+            tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
+            seen.clear()
+            _, edited, _ = r.edit(tuned, latent, case, r.controller(case), mode="direct-inversion")
+            ed = r.decode(edited)
+            objs = truth.get("objects", [truth])
+            found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)],
+                            axis=0) for f in ed]
+            bg = o.background_mask(*[ob["masks"] for ob in objs], found)
+            m = seen["mask"][:, 0].cpu().numpy()                                   # [F, h, w] bool
+            cell = np.ones((ed.shape[1] // m.shape[1], ed.shape[2] // m.shape[2]))
+            inside = np.stack([np.kron(f, cell) > 0.5 for f in m])
+            row = (o.flicker(ed, bg), o.flicker(ed, bg & inside), o.flicker(ed, bg & ~inside),
+                   float((bg & inside).sum() / max(bg.sum(), 1)))
+            rows.append(row)
+            print(f"{case['name']:<24} flicker {row[0]:.2f}  inside the mask {row[1]:.2f}  outside {row[2]:.2f}  "
+                  f"background inside {row[3]:.2f}", flush=True)
+    finally:
+        blend_cls.mask = original
+    if rows:
+        mean = np.nanmean(np.array(rows, float), axis=0)
+        print(f"mean over {len(rows)} cases: flicker {mean[0]:.2f}  inside the mask {mean[1]:.2f}  "
+              f"outside {mean[2]:.2f}  background inside {mean[3]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
