@@ -25,40 +25,28 @@ def main():
     import numpy as np
     cases = [c for c in Q.load_cases(os.path.abspath(a.cases)) if not a.names or c["name"] in a.names]
     r = Q.Runner(a.ckpt, a.threads)
-    blend_cls = r.tl.core.control.LocalBlend
-    original, seen = blend_cls.mask, {}
-
-    def recording(self, maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
-        out = original(self, maps_src, maps_tgt, size)
-        seen["mask"] = out
-        return out
-    blend_cls.mask = recording
     o, rows = r.oracle, []
-    try:
-        for case in cases:
-            if not case["blend_words"]:
-                print(f"{case['name']:<24} skipped: no blend words")
-                continue
-            r.inversions = {}
-            video, truth, latent, _ = r.prepare(case)
-            tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
-            seen.clear()
-            _, edited, _ = r.edit(tuned, latent, case, r.controller(case), mode="direct-inversion")
-            ed = r.decode(edited)
-            objs = truth.get("objects", [truth])
-            found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)],
-                            axis=0) for f in ed]
-            bg = o.background_mask(*[ob["masks"] for ob in objs], found)
-            m = seen["mask"][:, 0].cpu().numpy()                                   # [F, h, w] bool
-            cell = np.ones((ed.shape[1] // m.shape[1], ed.shape[2] // m.shape[2]))
-            inside = np.stack([np.kron(f, cell) > 0.5 for f in m])
-            row = (o.flicker(ed, bg), o.flicker(ed, bg & inside), o.flicker(ed, bg & ~inside),
-                   float((bg & inside).sum() / max(bg.sum(), 1)))
-            rows.append(row)
-            print(f"{case['name']:<24} flicker {row[0]:.2f}  inside the mask {row[1]:.2f}  outside {row[2]:.2f}  "
-                  f"background inside {row[3]:.2f}", flush=True)
-    finally:
-        blend_cls.mask = original
+    for case in cases:
+        if not case["blend_words"]:
+            print(f"{case['name']:<24} skipped: no blend words")
+            continue
+        r.inversions = {}
+        video, truth, latent, _ = r.prepare(case)
+        tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
+        ctrl = r.controller(case)
+        with r.tl.recording_blend_mask(ctrl) as seen:
+            _, edited, _ = r.edit(tuned, latent, case, ctrl, mode="direct-inversion")
+        ed = r.decode(edited)
+        objs = truth.get("objects", [truth])
+        found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)], axis=0)
+                 for f in ed]
+        bg = o.background_mask(*[ob["masks"] for ob in objs], found)
+        inside = r.tl.cells_to_pixels(seen["mask"][:, 0].cpu().numpy(), *ed.shape[1:3])
+        row = (o.flicker(ed, bg), o.flicker(ed, bg & inside), o.flicker(ed, bg & ~inside),
+               float((bg & inside).sum() / max(bg.sum(), 1)))
+        rows.append(row)
+        print(f"{case['name']:<24} flicker {row[0]:.2f}  inside the mask {row[1]:.2f}  outside {row[2]:.2f}  "
+              f"background inside {row[3]:.2f}", flush=True)
     if rows:
         mean = np.nanmean(np.array(rows, float), axis=0)
         print(f"mean over {len(rows)} cases: flicker {mean[0]:.2f}  inside the mask {mean[1]:.2f}  "

@@ -4,6 +4,7 @@ ComfyUI loaded it, tiny models, prompts, graph builders. Not shipped (scripts/ i
 The pack's floors are reached by attribute: `devkit.core.sampling`, `devkit.host.inflation`,
 `devkit.pack_nodes.edit.VP2PController`, `devkit.toy.world` (one copy, the one ComfyUI loaded,
 so isinstance checks hold)."""
+import contextlib
 import glob
 import json
 import os
@@ -331,6 +332,32 @@ def attention_probe_specs(n=6, seed=777, frames=8):
     return out
 
 
+@contextlib.contextmanager
+def recording_blend_mask(controller):
+    """Within the block, the dict yielded holds the last mask the local blend of `controller` (a
+    P2P Controller output) applied ("mask": bool [F, 1, h, w]) and the source maps it was read from
+    ("maps")."""
+    lb = controller.controller.local_blend
+    original, seen = lb.mask, {}
+
+    def recording(maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
+        out = original(maps_src, maps_tgt, size)
+        seen.update(mask=out, maps=maps_src)
+        return out
+    lb.mask = recording
+    try:
+        yield seen
+    finally:
+        del lb.mask                                # back to the class's method
+
+
+def cells_to_pixels(mask, H, W):
+    """A per-frame latent-cell mask [F, h, w] (numpy) as a pixel mask [F, H, W] (bool)."""
+    import numpy as np
+    cell = np.ones((H // mask.shape[1], W // mask.shape[2]))
+    return np.stack([np.kron(f, cell) > 0.5 for f in mask])
+
+
 def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=0.3, blend_start=0.2,
                     mode="direct-inversion", inflate=True, target=None, change="shape"):
     """Word-attention localisation of a toy model as a user's edit sees it, on one rendered video.
@@ -375,18 +402,9 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     spec_c, src_cond, _ = ctrl_node.execute(clip, spec.caption, target, "swap", 0.2, 0.5, "", "", word, threshold,
                                             blend_start, "cross+temporal (paper)", word).result
     lb = spec_c.controller.local_blend
-    seen = {}
-    original = lb.mask
-
-    def recording(maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
-        out = original(maps_src, maps_tgt, size)
-        seen.update(mask=out, maps=maps_src)
-        return out
-    lb.mask = recording
-    with torch.inference_mode():
+    with recording_blend_mask(spec_c) as seen, torch.inference_mode():
         inv, _ = inv_node.execute(model, latent, src_cond, encode(clip, ""), steps, cfg, mode, 10).result
         _, _, maps_img = p.nodes.edit.VP2PDecoupledSampler.execute(model, inv, spec_c, cfg, "auto").result
-    lb.mask = original
     F_, H, W = frames.shape[:3]
     lh, lw = latent["samples"].shape[-2:]
     ch, cw = H // lh, W // lw
@@ -407,7 +425,7 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
                      "raw_ratio": float(raw[f].sum()) * H * W / raw[f].size / area})
         if len(objs) > 1:   # how much of the object the edit must leave alone lies inside the mask
             other = truth["objects"][1 - obj]["masks"][f]
-            big = np.kron(mask[f], np.ones((H // mask.shape[1], W // mask.shape[2])))
+            big = cells_to_pixels(mask[f:f + 1], H, W)[0]
             rows[-1]["other_in_mask"] = float((other * big).sum() / max(float(other.sum()), 1e-6))
     return {"caption": spec.caption, "target": target, "word": word, "objects": len(objs), "rows": rows,
             "seconds": time.perf_counter() - t0}
