@@ -1,6 +1,6 @@
 """Where the pack default's flicker comes from: the background of each edit split by the local
 blend's final mask into the part the target branch painted (inside the mask) and the part kept
-from the source branch (outside), with bench/quality.py's flicker metric on each part.
+from the source branch (outside), with bench/quality.py's background and flicker metric.
 
     python bench/flicker_split.py [--cases bench/cases/default.json] [--names A B] [--threads 2]
 
@@ -37,10 +37,7 @@ def main():
         with r.tl.recording_blend_mask(ctrl) as seen:
             _, edited, _ = r.edit(tuned, latent, case, ctrl, mode="direct-inversion")
         ed = r.decode(edited)
-        objs = truth.get("objects", [truth])
-        found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)], axis=0)
-                 for f in ed]
-        bg = o.background_mask(*[ob["masks"] for ob in objs], found)
+        bg = Q.background(o, ed, truth)
         inside = r.tl.cells_to_pixels(seen["mask"][:, 0].cpu().numpy(), *ed.shape[1:3])
         row = (o.flicker(ed, bg), o.flicker(ed, bg & inside), o.flicker(ed, bg & ~inside),
                float((bg & inside).sum() / max(bg.sum(), 1)))

@@ -235,6 +235,19 @@ class Runner:
         return {"samples": torch.cat(recons)}, {"samples": torch.cat(edits)}, secs
 
 
+def background(oracle, ed, truth):
+    """Bool [F, H, W]: where an edited video (uint8 [F,H,W,3]) should show the source's static
+    background: outside every object's (dilated) truth mask and the objects found in the edit."""
+    import numpy as np
+    o = oracle
+    objs = truth.get("objects", [truth])
+    if len(objs) == 1:
+        return o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
+    found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)], axis=0)
+             for f in ed]
+    return o.background_mask(*[ob["masks"] for ob in objs], found)
+
+
 def judge(oracle, ed, video, truth, want):
     """Oracle metrics of an edited video (uint8 [F,H,W,3]) against the source video and its
     truth; want: [(colour, shape)] per object (expected_objects).
@@ -248,16 +261,13 @@ def judge(oracle, ed, video, truth, want):
     import numpy as np
     o = oracle
     objs = truth.get("objects", [truth])
+    bg = background(o, ed, truth)
     if len(objs) == 1:
         seen = o.classify_video(ed)
         success = sum((s["colour"], s["shape"]) == tuple(want[0]) for s in seen) / len(seen)
-        bg = o.background_mask(truth["masks"], [o.object_mask(f) for f in ed])
         return {"edit_success": success, "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
     reads = [o.read_object(ed, ob) for ob in objs]
     ok = [all((r[f]["colour"], r[f]["shape"]) == tuple(w) for r, w in zip(reads, want)) for f in range(len(ed))]
-    found = [np.any([x["mask"] for x in o.find_objects(f, len(objs))] or [np.zeros(f.shape[:2], bool)], axis=0)
-             for f in ed]
-    bg = o.background_mask(*[ob["masks"] for ob in objs], found)
     out = {"edit_success": sum(ok) / len(ok), "bg_psnr": o.background_psnr(ed, video, bg), "flicker": o.flicker(ed, bg)}
     kept = [o.kept_object(ed, video, ob) for ob, w in zip(objs, want) if (ob["colour"], ob["shape"]) == tuple(w)]
     if kept:
