@@ -359,16 +359,16 @@ def cells_to_pixels(mask, H, W):
 
 
 def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=0.3, blend_start=0.2,
-                    mode="direct-inversion", inflate=True, target=None, change="shape"):
+                    mode="direct-inversion", inflate=True, change="shape"):
     """Word-attention localisation of a toy model as a user's edit sees it, on one rendered video.
 
     The video is encoded with the model's VAE, inverted by Shared Null-Text Invert (`mode`) with
     its caption, and edited by the Decoupled Sampler with a P2P Controller word swap of object
     `obj`'s shape word (to another shape), a local blend on that shape word (`threshold`) and the
     attention-map output for that word (`change="colour"`: swap its colour instead, so the blend
-    word is in both prompts and the mask is the union of both branches' maps, as in a colour edit;
-    `target`: any other target caption, blend still on that word). `inflate`: the model inflated as the Inflate node does
-    (untuned), else the image model. Per frame:
+    word is in both prompts and the mask is the union of both branches' maps, as in a colour
+    edit). `inflate`: the model inflated as the Inflate node does (untuned), else the image
+    model. Per frame:
       peak_in     the map image's brightest pixel lies in a latent cell the object covers > 1/4
       peak_px     ... the object covers that very pixel > 1/2
       blend_ratio area of the local-blend mask the sampler applied at the last step / object area
@@ -388,12 +388,11 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     frames, truth = world.render(spec)
     objs = spec.objects()
     word = objs[obj].shape
-    if target is None:
-        if change == "colour":   # the shape word stays in the target: the blend also reads the target's map
-            new = {"colour": next(c for c in world.COLOURS if all(c != o.colour for o in objs))}
-        else:
-            new = {"shape": next(s for s in world.SHAPES if s != word and all(s != o.shape for o in objs))}
-        target = (spec.with_object(**new) if obj == 0 else spec.with_second(**new)).caption
+    if change == "colour":   # the shape word stays in the target: the blend also reads the target's map
+        new = {"colour": next(c for c in world.COLOURS if all(c != o.colour for o in objs))}
+    else:
+        new = {"shape": next(s for s in world.SHAPES if s != word and all(s != o.shape for o in objs))}
+    target = (spec.with_object(**new) if obj == 0 else spec.with_second(**new)).caption
     if inflate:
         model = p.vp2p_host.inflation.inflate(model, True, True, 0, 0)
     with torch.inference_mode():
