@@ -2,11 +2,14 @@
 model with the real CLIP tokenizer, and an SD1.x-architecture UNet (ComfyUI's own classes) with
 epsilon prediction on the SD1 schedule and ~10% empty captions.
 
-Model v1: joint autoencoder -> UNet rounds on its (fixed) latents (text encoder frozen at a
-seeded random init) -> decoder-only rounds. Model v2 (the shipped one) continues from v1:
-stage 'words' (the text encoder's end token and padding zeroed, text encoder + UNet trained on
-one- and two-object images with an attention loss on the object words), then a decoder-only
-round on one- and two-object images with turned objects. See models/toy_world/MODEL_CARD.md.
+Model v2 (the shipped one) continues from v1: stage 'words' (the text encoder's end token and
+padding zeroed, text encoder + UNet trained on one- and two-object images with an attention loss
+on the object words), then a decoder-only round on one- and two-object images with turned
+objects. v1: joint autoencoder -> UNet rounds on its (fixed) latents (text encoder frozen at a
+seeded random init) -> decoder-only rounds. Model v3 (--scratch; a candidate, not shipped): every
+part from scratch on one- and two-object images, half with turned objects: the autoencoder with
+an object-weighted L1, then stage 'words' from random weights, a decoder-only round, and further
+'words' rounds with --words-from. See models/toy_world/MODEL_CARD.md.
 
     .venv/bin/python scripts/toy_train.py --out v1.safetensors                  # v1 (81 min)
     .venv/bin/python scripts/toy_train.py --words-from v1.safetensors --out words.safetensors
@@ -14,8 +17,12 @@ round on one- and two-object images with turned objects. See models/toy_world/MO
         --decoder-rounds 1500:2e-4 --mixed-data --images 12000 \
         --out models/toy_world/toy_world_sd1.safetensors                        # v2
     .venv/bin/python scripts/toy_train.py --words-continue --out words.safetensors   # after an interruption
-    .venv/bin/python scripts/toy_train.py --images 2000 --vae-steps 50 --unet-rounds 50:8e-4 \
-        --decoder-rounds 20:3e-4 --out /tmp/t.safetensors                       # smoke run
+    .venv/bin/python scripts/toy_train.py --scratch --vae-steps 2000 --words-steps 5000 \
+        --words-lr 6e-4 --eps-obj-weight 2 --decoder-rounds 1500:2e-4 --out v3a.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from v3a.safetensors --words-steps 2300 \
+        --words-lr 3e-4 --eps-obj-weight 2 --seed 1 --out v3.safetensors       # v3 candidate
+    .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
+        --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
 Writes the checkpoint (fp16, config and minutes per stage in the safetensors metadata) and
 prints progress. Needs only the host installed by scripts/setup_host.sh.
@@ -59,21 +66,28 @@ def make_dataset(n, seed, size):
 def mixed_dataset(n, seed, size, two_share=0.5, turn_share=0.5):
     """One- and two-object images, half of them with turned objects: what the videos the model
     edits contain (a decoder trained on upright single objects rounds small and turned ones)."""
-    import dataclasses
     import numpy as np
     from vp2p_toy import world
     rng = np.random.default_rng(seed + 11)
     imgs, caps = np.zeros((n, size, size, 3), np.uint8), []
     for i in range(n):
         spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
-        if rng.random() < turn_share:
-            a0, a1 = rng.uniform(0, 120, 2)
-            spec = dataclasses.replace(spec, rotation=(a0, a0))
-            if spec.second is not None:
-                spec.second = dataclasses.replace(spec.second, rotation=(a1, a1))
+        spec = maybe_turned(spec, rng, turn_share)
         imgs[i] = world.render(spec)[0][0]
         caps.append(spec.caption)
     return imgs, caps
+
+
+def maybe_turned(spec, rng, share):
+    """With probability `share`, each object turned by its own angle up to 120 degrees."""
+    import dataclasses
+    if not share or rng.random() >= share:
+        return spec
+    a0, a1 = rng.uniform(0, 120, 2)
+    spec = dataclasses.replace(spec, rotation=(a0, a0))
+    if spec.second is not None:
+        spec.second = dataclasses.replace(spec.second, rotation=(a1, a1))
+    return spec
 
 
 def init_conv(module, seed):
@@ -101,7 +115,9 @@ def warmup_cosine(opt, steps, warmup=0.05):
         opt, lambda i: min(1.0, (i + 1) / w) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))))
 
 
-def train_vae(imgs, steps, batch, lr, seed):
+def train_vae(imgs, steps, batch, lr, seed, obj_masks=None, obj_weight=0.0):
+    """`obj_masks` [n, H, W] (uint8) weights the L1 by 1 + obj_weight inside the objects: small
+    objects are a few percent of a frame, and a frame-wide L1 lets the encoder round them."""
     import numpy as np
     import torch
     import comfy.taesd.taesd as taesd
@@ -120,13 +136,23 @@ def train_vae(imgs, steps, batch, lr, seed):
     rng = np.random.default_rng(seed)
     t0 = time.time()
     for step in range(steps):
-        x = to_pixels(imgs, rng.integers(0, len(imgs), batch))
+        idx = rng.integers(0, len(imgs), batch)
+        x = to_pixels(imgs, idx)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             z = vae.taesd_encoder(x * 0.5 + 0.5)
             y = vae.taesd_decoder(z).sub(0.5).mul(2)
-        loss = (y.float() - x).abs().mean() + 1e-4 * z.float().pow(2).mean()
+        loss = pixel_l1(y, x, obj_masks, idx, obj_weight) + 1e-4 * z.float().pow(2).mean()
         autoencoder_step("vae", step, steps, opt, sched, loss, y, x, t0)
     return vae
+
+
+def pixel_l1(y, x, obj_masks, idx, obj_weight):
+    import torch
+    err = (y.float() - x).abs()
+    if obj_masks is None or not obj_weight:
+        return err.mean()
+    w = 1 + obj_weight * torch.from_numpy(obj_masks[idx]).float()[:, None]
+    return (err * w).mean() / w.mean()
 
 
 def autoencoder_step(name, step, steps, opt, sched, loss, y, x, t0):
@@ -144,7 +170,7 @@ def autoencoder_step(name, step, steps, opt, sched, loss, y, x, t0):
             f"eta {el / (step + 1) * (steps - step - 1):.0f} s)")
 
 
-def refine_decoder(vae, imgs, z_all, steps, batch, lr, seed, noise=0.05):
+def refine_decoder(vae, imgs, z_all, steps, batch, lr, seed, noise=0.05, obj_masks=None, obj_weight=0.0):
     """Decoder-only training on the frozen encoder's latents. The joint stage is short and
     leaves the decoder rounding corners (triangles and squares come back as blobs); training
     the decoder alone sharpens them without moving the latent space the UNet learned, so it
@@ -172,7 +198,7 @@ def refine_decoder(vae, imgs, z_all, steps, batch, lr, seed, noise=0.05):
         z = z + noise * scale * torch.randn(z.shape, generator=g)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = dec(z).sub(0.5).mul(2)
-        loss = (y.float() - x).abs().mean()
+        loss = pixel_l1(y, x, obj_masks, idx, obj_weight)
         autoencoder_step("decoder", step, steps, opt, sched, loss, y, x, t0)
     for p in params:
         p.requires_grad_(False)
@@ -286,6 +312,13 @@ def main():
     ap.add_argument("--attn-share", type=float, default=0.6,
                     help="attention a pixel inside an object should give that object's colour + shape words")
     ap.add_argument("--attn-tmax", type=int, default=1000, help="attention loss only at timesteps below this")
+    ap.add_argument("--scratch", action="store_true",
+                    help="model v3: autoencoder, text encoder and UNet from scratch on one- and two-object "
+                         "images (half turned), the words stage's loss from the start; with --words-continue "
+                         "after an interruption")
+    ap.add_argument("--turn-share", type=float, default=0.5, help="--scratch: share of images with turned objects")
+    ap.add_argument("--ae-obj-weight", type=float, default=4.0, help="--scratch: autoencoder L1 weight inside objects (+)")
+    ap.add_argument("--eps-obj-weight", type=float, default=0.0, help="eps-MSE weight on object cells (+)")
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -300,6 +333,8 @@ def main():
     comfy_host.boot(threads=a.threads)
     sc = tl.host.checkpoint
     import comfy.sd
+    if a.scratch:
+        return scratch_stage(a, sc)
     if a.words_from or a.words_continue:
         a.words_from = os.path.abspath(a.words_from or a.out)
         return words_stage(a, sc)
@@ -399,9 +434,10 @@ def resume(a, sc, imgs, caps):
 # ---------------------------------------------------------------------------------------------
 # Stage "words": localised word attention and two-object scenes (model v2)
 
-def words_dataset(n, seed, size, two_share):
-    """Images, captions, each object's coverage at latent resolution [n, 2, size/8, size/8]
-    and the token positions of each object's colour and shape words [n, 2, 2] (-1: none)."""
+def words_dataset(n, seed, size, two_share, turn_share=0.0):
+    """Images, captions, each object's coverage at latent resolution [n, 2, size/8, size/8],
+    the token positions of each object's colour and shape words [n, 2, 2] (-1: none) and the
+    objects' pixel masks [n, size, size] (uint8)."""
     import cv2
     import numpy as np
     from vp2p_toy import world
@@ -410,17 +446,19 @@ def words_dataset(n, seed, size, two_share):
     imgs = np.zeros((n, size, size, 3), np.uint8)
     masks = np.zeros((n, 2, lat, lat), np.float32)
     words = np.full((n, 2, 2), -1, np.int64)
+    pix = np.zeros((n, size, size), np.uint8)
     caps = []
     for i in range(n):
         spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
-        f, truth = world.render(spec)
+        f, truth = world.render(maybe_turned(spec, rng, turn_share))
         imgs[i] = f[0]
         caps.append(spec.caption)
         for o, obj in enumerate(truth["objects"]):
             masks[i, o] = cv2.resize(obj["masks"][0], (lat, lat), interpolation=cv2.INTER_AREA)
+            pix[i] |= (obj["masks"][0] > 0.5).astype(np.uint8)
             first = 1 + 4 * o                         # "a red square and a blue circle ...": words 1-2, 5-6
             words[i, o] = (first + 1, first + 2)      # + 1 for the start token
-    return imgs, caps, masks, words
+    return imgs, caps, masks, words, pix
 
 
 def caption_tokens(clip, caps):
@@ -552,12 +590,17 @@ def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, t
         probe.maps = []
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pred = dm(xt, t.float(), context=ctx, transformer_options=dict(topts))
-        loss_eps = (pred.float() - eps).pow(2).mean()
+        err = (pred.float() - eps).pow(2)
+        if a.eps_obj_weight:        # small objects are a few latent cells: weight them up
+            w = 1 + a.eps_obj_weight * masks_t[idx].sum(1).clamp(max=1)[:, None]
+            loss_eps = (err * w).mean() / w.mean()
+        else:
+            loss_eps = err.mean()
         valid = keep & (t < a.attn_tmax)
         loss_attn = attention_loss(probe.maps, masks_t[idx], words_t[idx], valid, a.attn_share)
         loss = loss_eps + a.attn_weight * loss_attn
         ema_step(loss, opt, sched, params, ema, step)
-        la = float(loss_attn)
+        la = float(loss_attn.detach()) if hasattr(loss_attn, "detach") else float(loss_attn)
         avg = loss_eps.item() if avg is None else 0.98 * avg + 0.02 * loss_eps.item()
         avg_a = la if avg_a is None else 0.98 * avg_a + 0.02 * la
         done = step + 1
@@ -580,32 +623,105 @@ def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, t
 
 
 def words_stage(a, sc):
-    """Model v2 from a finished v1 checkpoint: the autoencoder is kept; the text path stops
-    passing the caption through its padding, and UNet + text encoder learn words that sit on
-    their objects, on a mix of one- and two-object images."""
+    """Stage 'words' from a finished checkpoint. From v1 (model v2): the autoencoder is kept; the
+    text path stops passing the caption through its padding, and UNet + text encoder learn words
+    that sit on their objects, on a mix of one- and two-object images. From v3: a further round
+    (its own warm-up + cosine cycle) on v3's kind of data, minutes added to the stage's."""
     cfg = sc.read_config(a.words_from)
     cfg["text_only_words"] = True
     model, clip, vae_obj = sc.load_checkpoint(a.words_from, cfg=cfg)
     vae = vae_obj.first_stage_model.float()
+    tw = cfg["toy_world"]
+    v3 = tw.get("version") == 3
     t = time.time()
-    imgs, caps, masks, words = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share)
+    imgs, caps, masks, words, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share,
+                                                tw.get("turn_share", 0.0))
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     log(f"words data: {len(imgs)} images, {len(set(caps))} captions ({time.time() - t:.0f} s)")
-    tw = cfg["toy_world"]
-    tw["words"] = {"images": a.words_images, "two_share": a.two_share, "steps": a.words_steps, "lr": a.words_lr,
-                   "text_lr_ratio": a.text_lr_ratio, "attn_weight": a.attn_weight, "attn_share": a.attn_share,
-                   "attn_tmax": a.attn_tmax, "batch": a.unet_batch}
-    t0 = time.time()
+    rec = {"images": a.words_images, "two_share": a.two_share, "steps": a.words_steps, "lr": a.words_lr,
+           "text_lr_ratio": a.text_lr_ratio, "attn_weight": a.attn_weight, "attn_share": a.attn_share,
+           "attn_tmax": a.attn_tmax, "batch": a.unet_batch, "eps_obj_weight": a.eps_obj_weight, "seed": a.seed}
+    if v3:
+        tw.setdefault("words_rounds", []).append(rec)
+    else:
+        tw["words"] = rec
+    t0 = t if v3 else time.time()
     minutes0 = tw.setdefault("minutes", {}).get("words", 0)
 
     def save(step):
-        tw["words"]["steps_done"] = step
+        rec["steps_done"] = step
         tw["minutes"]["words"] = round(minutes0 + (time.time() - t0) / 60, 2)
         sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
-        log(f"saved {a.out} at step {step} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB)")
+        log(f"saved {a.out} at step {step} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); "
+            f"minutes {json.dumps(tw['minutes'])}, total {sum(tw['minutes'].values()):.1f}")
     if a.words_continue:
         minutes0 = sc.read_config(a.out)["toy_world"]["minutes"].get("words", 0)
     train_words(model, clip, latents, caps, masks, words, a, save)
+
+
+def scratch_stage(a, sc):
+    """Model v3: every part trained on the data the edits see. The autoencoder learns one- and
+    two-object images with turned objects and an object-weighted L1 (v1's, trained on one large
+    upright object, rounded small shapes: the ceiling of v2's two-object accuracy); text encoder
+    and UNet learn words that sit on their objects from the start. Resumable: the autoencoder is
+    kept in OUT.ae.pt, the words loop in OUT.state.pt (--words-continue)."""
+    import torch
+    import comfy.sd
+    t = time.time()
+    imgs, caps, masks, words, pix = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, a.turn_share)
+    times = {"data": time.time() - t}
+    log(f"data: {len(imgs)} images, {len(set(caps))} captions ({times['data']:.0f} s)")
+    ae_path = a.out + ".ae.pt"
+    if os.path.exists(ae_path):
+        st = torch.load(ae_path, weights_only=False)
+        import comfy.taesd.taesd as taesd
+        vae = taesd.TAESD()
+        vae.load_state_dict(st["sd"])
+        times["vae"] = st["seconds"]
+        log(f"autoencoder from {ae_path}")
+    else:
+        t = time.time()
+        vae = train_vae(imgs, a.vae_steps, a.vae_batch, 2e-3, a.seed + 1, pix, a.ae_obj_weight)
+        times["vae"] = time.time() - t
+        torch.save({"sd": vae.state_dict(), "seconds": times["vae"]}, ae_path)
+    t = time.time()
+    z = encode_all(vae, imgs)
+    std = float(z.std())
+    with torch.no_grad():
+        vae.vae_scale.fill_(std)
+    latents = (z / std).float()
+    times["encode"] = time.time() - t
+    cfg = {"unet": sc.unet_config(**UNET), "clip": sc.clip_config(**CLIP), "latent_scale": 1.0, "seed": a.seed,
+           "text_only_words": True,
+           "toy_world": {"version": 3, "size": a.size, "images": a.words_images, "two_share": a.two_share,
+                         "turn_share": a.turn_share, "vae_steps": a.vae_steps, "ae_obj_weight": a.ae_obj_weight,
+                         "words": {"steps": a.words_steps, "lr": a.words_lr, "attn_weight": a.attn_weight,
+                                   "attn_share": a.attn_share, "eps_obj_weight": a.eps_obj_weight,
+                                   "batch": a.unet_batch},
+                         "decoder_rounds": a.decoder_rounds}}
+    clip, model = sc.build_clip(cfg), sc.build_model(cfg)
+    tw = cfg["toy_world"]
+    t0 = time.time()
+    minutes0 = sc.read_config(a.out)["toy_world"]["minutes"].get("words", 0) if a.words_continue else 0
+
+    def minutes():
+        return {**{k: round(v / 60, 2) for k, v in times.items()}, "words": round(minutes0 + (time.time() - t0) / 60, 2)}
+
+    def save(step):
+        tw["words"]["steps_done"] = step
+        tw["minutes"] = minutes()
+        sc.save_checkpoint(a.out, cfg, model, clip, comfy.sd.VAE(sd=vae.state_dict()))
+        log(f"saved {a.out} at step {step}; minutes {json.dumps(tw['minutes'])}")
+    train_words(model, clip, latents, caps, masks, words, a, save)
+    words_minutes = minutes()["words"]
+    t = time.time()
+    for steps, lr in a.decoder_rounds:
+        refine_decoder(vae, imgs, z, steps, a.decoder_batch, lr, a.seed + 3, obj_masks=pix, obj_weight=a.ae_obj_weight)
+    times["decoder"] = time.time() - t
+    tw["minutes"] = {**{k: round(v / 60, 2) for k, v in times.items()}, "words": words_minutes}
+    sc.save_checkpoint(a.out, cfg, model, clip, comfy.sd.VAE(sd=vae.state_dict()))
+    log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(tw['minutes'])}, "
+        f"total {sum(tw['minutes'].values()):.1f}")
 
 
 if __name__ == "__main__":
