@@ -324,8 +324,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)           # booting ComfyUI changes the working directory
-    if a.resume:
-        a.resume = os.path.abspath(a.resume)
+    for name in ("resume", "words_from"):           # relative to where the script was started
+        if getattr(a, name):
+            setattr(a, name, os.path.abspath(getattr(a, name)))
     a.unet_rounds, a.decoder_rounds = parse_rounds(a.unet_rounds), parse_rounds(a.decoder_rounds)
     import torch
     import comfy_host
