@@ -316,6 +316,10 @@ def main():
                     help="model v3: autoencoder, text encoder and UNet from scratch on one- and two-object "
                          "images (half turned), the words stage's loss from the start; with --words-continue "
                          "after an interruption")
+    ap.add_argument("--global-from", metavar="CKPT",
+                    help="model v3, v1's route: a fresh UNet under a frozen random text encoder (captions "
+                         "through the padding) on the autoencoder of this v3 checkpoint; then stage 'words' "
+                         "with --words-from")
     ap.add_argument("--turn-share", type=float, default=0.5, help="--scratch: share of images with turned objects")
     ap.add_argument("--ae-obj-weight", type=float, default=4.0, help="--scratch: autoencoder L1 weight inside objects (+)")
     ap.add_argument("--eps-obj-weight", type=float, default=0.0, help="eps-MSE weight on object cells (+)")
@@ -324,7 +328,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)           # booting ComfyUI changes the working directory
-    for name in ("resume", "words_from"):           # relative to where the script was started
+    for name in ("resume", "words_from", "global_from"):           # relative to where the script was started
         if getattr(a, name):
             setattr(a, name, os.path.abspath(getattr(a, name)))
     a.unet_rounds, a.decoder_rounds = parse_rounds(a.unet_rounds), parse_rounds(a.decoder_rounds)
@@ -336,6 +340,8 @@ def main():
     import comfy.sd
     if a.scratch:
         return scratch_stage(a, sc)
+    if a.global_from:
+        return global_stage(a, sc)
     if a.words_from or a.words_continue:
         a.words_from = os.path.abspath(a.words_from or a.out)
         return words_stage(a, sc)
@@ -723,6 +729,39 @@ def scratch_stage(a, sc):
     sc.save_checkpoint(a.out, cfg, model, clip, comfy.sd.VAE(sd=vae.state_dict()))
     log(f"saved {a.out} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); minutes {json.dumps(tw['minutes'])}, "
         f"total {sum(tw['minutes'].values()):.1f}")
+
+
+def global_stage(a, sc):
+    """v1's route on v3's autoencoder. From random weights, stage 'words' tied colours to their
+    words at once but shapes not after 5,000 steps (model card); v1 learnt shapes with the whole
+    caption at every padding position, and v2's stage 'words' then moved them onto the words.
+    Keeps the source's autoencoder and its minutes; UNet and text encoder start afresh."""
+    src = sc.read_config(a.global_from)
+    _, _, vae_obj = sc.load_checkpoint(a.global_from)
+    vae = vae_obj.first_stage_model.float()
+    tw0 = src["toy_world"]
+    t = time.time()
+    imgs, caps, _, _, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, tw0.get("turn_share", 0.0))
+    latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
+    minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
+    minutes["global_data"] = (time.time() - t) / 60
+    tw = {k: v for k, v in tw0.items() if k not in ("words", "words_rounds", "minutes")}
+    tw.update(unet_rounds=a.unet_rounds, unet_batch=a.unet_batch, unet_images=a.words_images)
+    cfg = {"unet": src["unet"], "clip": src["clip"], "latent_scale": 1.0, "seed": a.seed, "toy_world": tw}
+    clip, model = sc.build_clip(cfg), sc.build_model(cfg)
+    embed = caption_embeddings(clip, caps)
+    dm = model.model.diffusion_model.float()
+    log(f"global stage: {len(imgs)} images, {len(set(caps))} captions ({minutes['global_data'] * 60:.0f} s)")
+    t = time.time()
+    for k, (steps, lr) in enumerate(a.unet_rounds):
+        train_unet(dm, latents, caps, embed, steps, a.unet_batch, lr, a.seed + 2 + k)
+        minutes["unet"] = (time.time() - t) / 60
+        tw["unet_rounds"] = a.unet_rounds[:k + 1]           # each round saved: --resume can add more
+        tw["minutes"] = {k: round(v, 2) for k, v in minutes.items()}
+        dm.float()
+        sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
+        log(f"saved {a.out} after round {k + 1}; minutes {json.dumps(tw['minutes'])}, "
+            f"total {sum(tw['minutes'].values()):.1f}")
 
 
 if __name__ == "__main__":
