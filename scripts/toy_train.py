@@ -300,7 +300,8 @@ def main():
                     help="data of the autoencoder / --resume stages: one- and two-object images, half turned "
                          "(default: the v1 data, one upright object)")
     ap.add_argument("--words-from", metavar="CKPT",
-                    help="stage 'words' (model v2): start from this finished v1 checkpoint")
+                    help="stage 'words' from this finished checkpoint (a v1 file: model v2; a v3 file: "
+                         "one more round)")
     ap.add_argument("--words-continue", action="store_true",
                     help="continue an interrupted 'words' stage from OUT and OUT.state.pt")
     ap.add_argument("--words-images", type=int, default=24000)
