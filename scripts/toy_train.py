@@ -308,7 +308,7 @@ def main():
     ap.add_argument("--words-continue", action="store_true",
                     help="continue an interrupted 'words' stage from OUT and OUT.state.pt")
     ap.add_argument("--words-images", type=int, default=24000)
-    ap.add_argument("--two-share", type=float, default=0.6, help="share of two-object images")
+    ap.add_argument("--two-share", type=float, default=0.6, help="share of two-object images (stages words / scratch / global)")
     ap.add_argument("--words-steps", type=int, default=3000)
     ap.add_argument("--words-lr", type=float, default=4e-4)
     ap.add_argument("--text-lr-ratio", type=float, default=1.0)
@@ -324,7 +324,8 @@ def main():
                     help="model v3, v1's route: a fresh UNet under a frozen random text encoder (captions "
                          "through the padding) on the autoencoder of this v3 checkpoint; then stage 'words' "
                          "with --words-from")
-    ap.add_argument("--turn-share", type=float, default=0.5, help="--scratch: share of images with turned objects")
+    ap.add_argument("--turn-share", type=float, default=None,
+                    help="share of images with turned objects (default: --scratch 0.5, else the source's)")
     ap.add_argument("--ae-obj-weight", type=float, default=4.0, help="--scratch: autoencoder L1 weight inside objects (+)")
     ap.add_argument("--eps-obj-weight", type=float, default=0.0, help="eps-MSE weight on object cells (+)")
     ap.add_argument("--save-every", type=int, default=500)
@@ -343,6 +344,7 @@ def main():
     sc = tl.host.checkpoint
     import comfy.sd
     if a.scratch:
+        a.turn_share = 0.5 if a.turn_share is None else a.turn_share
         return scratch_stage(a, sc)
     if a.global_from:
         return global_stage(a, sc)
@@ -645,11 +647,11 @@ def words_stage(a, sc):
     tw = cfg["toy_world"]
     v3 = tw.get("version") == 3
     t = time.time()
-    imgs, caps, masks, words, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share,
-                                                tw.get("turn_share", 0.0))
+    turn = tw.get("turn_share", 0.0) if a.turn_share is None else a.turn_share
+    imgs, caps, masks, words, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     log(f"words data: {len(imgs)} images, {len(set(caps))} captions ({time.time() - t:.0f} s)")
-    rec = {"images": a.words_images, "two_share": a.two_share, "steps": a.words_steps, "lr": a.words_lr,
+    rec = {"images": a.words_images, "two_share": a.two_share, "turn_share": turn, "steps": a.words_steps, "lr": a.words_lr,
            "text_lr_ratio": a.text_lr_ratio, "attn_weight": a.attn_weight, "attn_share": a.attn_share,
            "attn_tmax": a.attn_tmax, "batch": a.unet_batch, "eps_obj_weight": a.eps_obj_weight, "seed": a.seed}
     if v3:
@@ -745,12 +747,14 @@ def global_stage(a, sc):
     vae = vae_obj.first_stage_model.float()
     tw0 = src["toy_world"]
     t = time.time()
-    imgs, caps, _, _, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, tw0.get("turn_share", 0.0))
+    turn = tw0.get("turn_share", 0.0) if a.turn_share is None else a.turn_share
+    imgs, caps, _, _, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
     minutes["global_data"] = (time.time() - t) / 60
     tw = {k: v for k, v in tw0.items() if k not in ("words", "words_rounds", "minutes")}
-    tw.update(unet_rounds=a.unet_rounds, unet_batch=a.unet_batch, unet_images=a.words_images)
+    tw.update(unet_rounds=a.unet_rounds, unet_batch=a.unet_batch, unet_images=a.words_images,
+              unet_two_share=a.two_share, unet_turn_share=turn)
     cfg = {"unet": src["unet"], "clip": src["clip"], "latent_scale": 1.0, "seed": a.seed, "toy_world": tw}
     clip, model = sc.build_clip(cfg), sc.build_model(cfg)
     embed = caption_embeddings(clip, caps)
