@@ -24,7 +24,11 @@ Measurements: models/toy_world/MODEL_CARD.md, "Towards v3".
     .venv/bin/python scripts/toy_train.py --global-from v3a.safetensors --two-share 0 --turn-share 0 \
         --unet-rounds 2400:8e-4,1000:2e-4,800:1e-4 --out v3o.safetensors       # v1's route, v3 autoencoder
     .venv/bin/python scripts/toy_train.py --words-from v3o.safetensors --words-steps 3800 \
-        --eps-obj-weight 2 --turn-share 0.25 --out v3.safetensors               # then stage 'words'
+        --eps-obj-weight 2 --turn-share 0.25 --out v3w.safetensors              # then stage 'words'
+    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
+        --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out v3.safetensors   # candidate
+    (the candidate's chain needs only v3a's autoencoder and decoder round, 27.6 min: make them
+    alone with --scratch --vae-steps 2000 --words-steps 0 --decoder-rounds 1500:2e-4)
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
@@ -726,7 +730,8 @@ def scratch_stage(a, sc):
         tw["minutes"] = minutes()
         sc.save_checkpoint(a.out, cfg, model, clip, comfy.sd.VAE(sd=vae.state_dict()))
         log(f"saved {a.out} at step {step}; minutes {json.dumps(tw['minutes'])}")
-    train_words(model, clip, latents, caps, masks, words, a, save)
+    if a.words_steps:       # 0: autoencoder and decoder only, for --global-from (the candidate's route)
+        train_words(model, clip, latents, caps, masks, words, a, save)
     words_minutes = minutes()["words"]
     t = time.time()
     for steps, lr in a.decoder_rounds:
