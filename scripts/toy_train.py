@@ -479,6 +479,11 @@ def words_dataset(n, seed, size, two_share, turn_share=0.0):
     return imgs, caps, masks, words, pix
 
 
+def turn_share(a, tw):
+    """--turn-share if given, else the source file's (the share its autoencoder was made for)."""
+    return tw.get("turn_share", 0.0) if a.turn_share is None else a.turn_share
+
+
 def caption_tokens(clip, caps):
     """{caption: [77 token ids]}, checking that the words naming the objects (before "on") are
     one token each, so that word i sits at position i + 1."""
@@ -652,7 +657,7 @@ def words_stage(a, sc):
     tw = cfg["toy_world"]
     v3 = tw.get("version") == 3
     t = time.time()
-    turn = tw.get("turn_share", 0.0) if a.turn_share is None else a.turn_share
+    turn = turn_share(a, tw)
     imgs, caps, masks, words, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     log(f"words data: {len(imgs)} images, {len(set(caps))} captions ({time.time() - t:.0f} s)")
@@ -753,7 +758,7 @@ def global_stage(a, sc):
     vae = vae_obj.first_stage_model.float()
     tw0 = src["toy_world"]
     t = time.time()
-    turn = tw0.get("turn_share", 0.0) if a.turn_share is None else a.turn_share
+    turn = turn_share(a, tw0)
     imgs, caps, _, _, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
