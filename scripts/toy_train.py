@@ -749,10 +749,10 @@ def scratch_stage(a, sc):
 
 
 def global_stage(a, sc):
-    """v1's route on v3's autoencoder. From random weights, stage 'words' tied colours to their
-    words at once but shapes not after 5,000 steps (model card); v1 learnt shapes with the whole
-    caption at every padding position, and v2's stage 'words' then moved them onto the words.
-    Keeps the source's autoencoder and its minutes; UNet and text encoder start afresh."""
+    """v1's route on v3's autoencoder: a fresh UNet learns shapes with the whole caption at every
+    padding position (on one upright object per image, as v1: on v3's mixed data it had not in
+    4,200 steps), before stage 'words' moves them onto the words. Keeps the source's autoencoder
+    and its minutes; UNet and text encoder start afresh."""
     src = sc.read_config(a.global_from)
     _, _, vae_obj = sc.load_checkpoint(a.global_from)
     vae = vae_obj.first_stage_model.float()
@@ -764,7 +764,7 @@ def global_stage(a, sc):
     minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
     minutes["global_data"] = (time.time() - t) / 60
     tw = {k: v for k, v in tw0.items() if k not in ("words", "words_rounds", "minutes")}
-    tw.update(unet_rounds=a.unet_rounds, unet_batch=a.unet_batch, unet_images=a.words_images,
+    tw.update(unet_batch=a.unet_batch, unet_images=a.words_images,
               unet_two_share=a.two_share, unet_turn_share=turn)
     cfg = {"unet": src["unet"], "clip": src["clip"], "latent_scale": 1.0, "seed": a.seed, "toy_world": tw}
     clip, model = sc.build_clip(cfg), sc.build_model(cfg)
@@ -776,7 +776,7 @@ def global_stage(a, sc):
         train_unet(dm, latents, caps, embed, steps, a.unet_batch, lr, a.seed + 2 + k)
         minutes["unet"] = (time.time() - t) / 60
         tw["unet_rounds"] = a.unet_rounds[:k + 1]           # each round saved: --resume can add more
-        tw["minutes"] = {k: round(v, 2) for k, v in minutes.items()}
+        tw["minutes"] = {name: round(v, 2) for name, v in minutes.items()}
         dm.float()
         sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
         log(f"saved {a.out} after round {k + 1}; minutes {json.dumps(tw['minutes'])}, "
