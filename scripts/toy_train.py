@@ -362,7 +362,7 @@ def main():
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
     if a.resume:
-        return resume(a, sc, imgs, caps)
+        return resume(a, sc, imgs, caps, times)
     t = time.time()
     vae = train_vae(imgs, a.vae_steps, a.vae_batch, 2e-3, a.seed + 1)
     times["vae"] = time.time() - t
@@ -424,16 +424,19 @@ def train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents):
     return times
 
 
-def resume(a, sc, imgs, caps):
-    """Further rounds on a finished checkpoint; tensors of untouched parts are copied as stored."""
+def resume(a, sc, imgs, caps, times):
+    """Further rounds on a finished checkpoint; tensors of untouched parts are copied as stored.
+    The minutes of its data and encoding count towards the file's total like its rounds'."""
     import safetensors.torch
     cfg = sc.read_config(a.resume)
     sd = safetensors.torch.load_file(a.resume)
     model, clip, vae_obj = sc.load_checkpoint(a.resume)
     vae = vae_obj.first_stage_model.float()
+    t = time.time()
     z = encode_all(vae, imgs)
     latents = (z / float(vae.vae_scale)).float()
-    times = train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents)
+    times = {"resume_data": times["data"] + time.time() - t}
+    times.update(train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents))
     parts = []
     if a.unet_rounds:
         parts.append((sc.UNET_PREFIX, model.model.diffusion_model.state_dict()))
