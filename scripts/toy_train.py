@@ -29,6 +29,13 @@ Measurements: models/toy_world/MODEL_CARD.md, "Towards v3".
         --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out v3.safetensors   # candidate
     (the candidate's chain needs only v3a's autoencoder and decoder round, 27.6 min: make them
     alone with --scratch --vae-steps 2000 --words-steps 0 --decoder-rounds 1500:2e-4)
+    # second chain (148.8 min): more of the budget on one object, less on the words
+    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --unet-rounds 2600:4e-4 \
+        --decoder-rounds '' --out v4g.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from v4g.safetensors --words-steps 2700 \
+        --eps-obj-weight 2 --turn-share 0.25 --out v4w.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from v4w.safetensors --words-steps 850 --words-images 12000 \
+        --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out v4.safetensors
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
