@@ -373,7 +373,9 @@ def main():
     t = time.time()
     vae = train_vae(imgs, a.vae_steps, a.vae_batch, 2e-3, a.seed + 1)
     times["vae"] = time.time() - t
+    t = time.time()
     z = encode_all(vae, imgs)
+    times["encode"] = time.time() - t
     std = float(z.std())
     with torch.no_grad():
         vae.vae_scale.fill_(std)        # encode() divides by it: unit-variance latents for the UNet
