@@ -680,12 +680,11 @@ def words_stage(a, sc):
         tw.setdefault("words_rounds", []).append(rec)
     else:
         tw["words"] = rec
-    t0 = t if v3 else time.time()
     minutes0 = tw.setdefault("minutes", {}).get("words", 0)
 
     def save(step):
         rec["steps_done"] = step
-        tw["minutes"]["words"] = round(minutes0 + (time.time() - t0) / 60, 2)
+        tw["minutes"]["words"] = round(minutes0 + (time.time() - t) / 60, 2)    # with making the data
         sc.save_checkpoint(a.out, cfg, model, clip, vae_obj)
         log(f"saved {a.out} at step {step} ({os.path.getsize(a.out) / 2 ** 20:.1f} MiB); "
             f"minutes {json.dumps(tw['minutes'])}, total {sum(tw['minutes'].values()):.1f}")
