@@ -2,40 +2,46 @@
 model with the real CLIP tokenizer, and an SD1.x-architecture UNet (ComfyUI's own classes) with
 epsilon prediction on the SD1 schedule and ~10% empty captions.
 
-Model v2 (the shipped one) continues from v1: stage 'words' (the text encoder's end token and
+Model v3 (the shipped one, 148.8 min): every part from scratch. The autoencoder (--scratch) on
+one- and two-object images, half with turned objects, with an object-weighted L1, and a
+decoder-only round; on it v1's route (--global-from: a fresh UNet under a frozen random text
+encoder, on one upright object per image: on mixed data it had not learnt shapes in 4,200 steps),
+resumed for a fourth round; then stage 'words' (--words-from: the text encoder's end token and
 padding zeroed, text encoder + UNet trained on one- and two-object images with an attention loss
-on the object words), then a decoder-only round on one- and two-object images with turned
-objects. v1: joint autoencoder -> UNet rounds on its (fixed) latents (text encoder frozen at a
-seeded random init) -> decoder-only rounds. Model v3 (--scratch; a candidate, not shipped): every
-part from scratch on one- and two-object images, half with turned objects: the autoencoder with
-an object-weighted L1, then stage 'words' from random weights and a decoder-only round; or, on
-that autoencoder, v1's route (--global-from; on one upright object per image, as v1: on v3's
-mixed data it had not learnt shapes in 4,200 steps) before stage 'words' (--words-from).
-Measurements: models/toy_world/MODEL_CARD.md, "Towards v3".
+on the object words) in two rounds. Model v2 continued from v1: stage 'words', then a
+decoder-only round on one- and two-object images with turned objects. v1: joint autoencoder ->
+UNet rounds on its (fixed) latents (text encoder frozen at a seeded random init) -> decoder-only
+rounds. The chains that were tried and not shipped (stage 'words' from random weights; a first
+candidate with fewer one-object steps) are below the v3 commands. Measurements:
+models/toy_world/MODEL_CARD.md ("How v3 was found").
 
+    # v3 (shipped): autoencoder + decoder round (27.6 min), v1's route on it, then the words
+    .venv/bin/python scripts/toy_train.py --scratch --vae-steps 2000 --words-steps 0 \
+        --decoder-rounds 1500:2e-4 --out v3a.safetensors
+    .venv/bin/python scripts/toy_train.py --global-from v3a.safetensors --two-share 0 --turn-share 0 \
+        --unet-rounds 2400:8e-4,1000:2e-4,800:1e-4 --out v3o.safetensors
+    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --unet-rounds 2600:4e-4 \
+        --decoder-rounds '' --out v3g.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from v3g.safetensors --words-steps 2700 \
+        --eps-obj-weight 2 --turn-share 0.25 --out v3w.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
+        --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 \
+        --out models/toy_world/toy_world_sd1.safetensors
+    # v1 and v2
     .venv/bin/python scripts/toy_train.py --out v1.safetensors                  # v1 (81 min)
     .venv/bin/python scripts/toy_train.py --words-from v1.safetensors --out words.safetensors
     .venv/bin/python scripts/toy_train.py --resume words.safetensors --unet-rounds '' \
         --decoder-rounds 1500:2e-4 --mixed-data --images 12000 \
         --out models/toy_world/toy_world_sd1.safetensors                        # v2
     .venv/bin/python scripts/toy_train.py --words-continue --out words.safetensors   # after an interruption
+    # not shipped: stage 'words' from random weights on v3's autoencoder
     .venv/bin/python scripts/toy_train.py --scratch --vae-steps 2000 --words-steps 5000 \
-        --words-lr 6e-4 --eps-obj-weight 2 --decoder-rounds 1500:2e-4 --out v3a.safetensors
-    .venv/bin/python scripts/toy_train.py --global-from v3a.safetensors --two-share 0 --turn-share 0 \
-        --unet-rounds 2400:8e-4,1000:2e-4,800:1e-4 --out v3o.safetensors       # v1's route, v3 autoencoder
+        --words-lr 6e-4 --eps-obj-weight 2 --decoder-rounds 1500:2e-4 --out v3s.safetensors
+    # not shipped: the first candidate (145.8 min), from v3o with fewer one-object steps
     .venv/bin/python scripts/toy_train.py --words-from v3o.safetensors --words-steps 3800 \
-        --eps-obj-weight 2 --turn-share 0.25 --out v3w.safetensors              # then stage 'words'
-    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
-        --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out v3.safetensors   # candidate
-    (the candidate's chain needs only v3a's autoencoder and decoder round, 27.6 min: make them
-    alone with --scratch --vae-steps 2000 --words-steps 0 --decoder-rounds 1500:2e-4)
-    # second chain (148.8 min): more of the budget on one object, less on the words
-    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --unet-rounds 2600:4e-4 \
-        --decoder-rounds '' --out v4g.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from v4g.safetensors --words-steps 2700 \
-        --eps-obj-weight 2 --turn-share 0.25 --out v4w.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from v4w.safetensors --words-steps 850 --words-images 12000 \
-        --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out v4.safetensors
+        --eps-obj-weight 2 --turn-share 0.25 --out c1w.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from c1w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
+        --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out c1.safetensors
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 

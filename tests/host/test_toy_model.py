@@ -22,14 +22,16 @@ def toy_model(host):
     return node.execute(tl.TOY_CKPT).result
 
 
-# The issue asked for 0.9 for both. Model v2 reaches colour 1.0 and shape 0.861 (31/36) with these
-# seeds (v1: 1.0 / 0.944; 0.898 on 108 other samples, see models/toy_world/MODEL_CARD.md): the
-# localised-attention retraining cost shape accuracy, so the bar guards v2's level, not the goal.
-COLOUR_BAR, SHAPE_BAR, DECODED_SHAPE_BAR = 0.9, 0.8, 0.95
-# Two-object captions (the goal, both objects right in 0.8 of samples, is not reached: 0.14 on 72
-# samples; the autoencoder's round trip alone reads both right in only ~0.5 of rendered truth):
-# the model draws two objects and mostly the named colours.
-TWO_COUNT_BAR, TWO_COLOURS_BAR = 0.9, 0.6
+# The issue asks for 0.9 for both. Model v3 reaches colour 1.0 and shape 0.944 (34/36) with these
+# seeds (0.907 on 108 other samples, see models/toy_world/MODEL_CARD.md; v2: 0.861, v1: 0.944).
+COLOUR_BAR, SHAPE_BAR, DECODED_SHAPE_BAR = 0.9, 0.9, 0.95
+# Two-object captions: the goal, both objects right in 0.8 of samples, is not reached (v3 0.556 on
+# these 36 samples, 0.444 on 72 others; v2 0.14); the misses are shapes drawn wrong, so the bars
+# guard v3's level: two objects drawn, both colours right, both objects right.
+TWO_COUNT_BAR, TWO_COLOURS_BAR, TWO_BOTH_BAR = 0.9, 0.8, 0.45
+# Rendered two-object truth after the autoencoder's round trip: both objects read right (v3 ~0.89
+# on 150 other pairs, v2 0.48 on these 100).
+TWO_ROUND_TRIP_BAR = 0.8
 # Word attention (bench/attention_probe.py measures the same on more videos): the shape word's
 # attention-map image peaks on the object in this share of all frames, and the word's map above
 # the blend threshold 0.3 covers at most this multiple of the object's area (mean over all frames),
@@ -51,7 +53,8 @@ def test_toy_model_two_object_accuracy(toy_model):
     acc, rows = tl.toy_two_object_accuracy(*toy_model, captions=12, per_caption=3, steps=50, cfg=7.5, seed=100)
     count = sum(len(found) == 2 for _, found, _ in rows) / len(rows)
     colours = sum(sorted(c for c, _ in found) == sorted(c for c, _ in want) for want, found, _ in rows) / len(rows)
-    assert count >= TWO_COUNT_BAR and colours >= TWO_COLOURS_BAR, (count, colours, acc, [r[:2] for r in rows])
+    assert count >= TWO_COUNT_BAR and colours >= TWO_COLOURS_BAR and acc >= TWO_BOTH_BAR, \
+        (count, colours, acc, [r[:2] for r in rows])
 
 
 def test_shape_word_attention_is_on_the_object(toy_model):
@@ -91,8 +94,9 @@ def test_oracle_reads_the_autoencoders_round_trip(toy_model):
 
 def test_oracle_reads_two_objects_after_the_round_trip(toy_model):
     """The ceiling of the two-object accuracy: rendered two-object truth after an encode/decode
-    round trip. The autoencoder keeps the colours but rounds the small shapes (radius 0.11-0.17
-    of the frame), so only about half of the pairs come back with both shapes readable."""
+    round trip. v3's autoencoder, trained with its loss weighted on the objects, keeps both small
+    shapes (radius 0.11-0.17 of the frame) readable in most pairs; v2's, trained on one larger
+    object, rounded them (about half of the pairs)."""
     import numpy as np
     import torch
     world, oracle = tl.toy.world, tl.toy.oracle
@@ -106,7 +110,7 @@ def test_oracle_reads_two_objects_after_the_round_trip(toy_model):
     found = [oracle.find_objects(f, k=2) for f in out]
     both = np.mean([oracle.matches(f, w) for f, w in zip(found, want)])
     colours = np.mean([sorted(o["colour"] for o in f) == sorted(c for c, _ in w) for f, w in zip(found, want)])
-    assert colours >= 0.9 and both >= 0.4, (colours, both)     # measured 0.99 / 0.48 (v1's decoder: 0.24)
+    assert colours >= 0.95 and both >= TWO_ROUND_TRIP_BAR, (colours, both)
 
 
 def test_toy_model_is_offered_by_the_pack_loader_only(host):
