@@ -318,15 +318,16 @@ def main():
                          "--unet-rounds / --decoder-rounds run (pass '' to skip one); every other "
                          "tensor is written back unchanged")
     ap.add_argument("--mixed-data", action="store_true",
-                    help="data of the autoencoder / --resume stages: one- and two-object images, half turned "
-                         "(default: the v1 data, one upright object)")
+                    help="data of the autoencoder / --resume stages: one- and two-object images (--two-share, "
+                         "default 0.5; --turn-share, default 0.5) (default: the v1 data, one upright object)")
     ap.add_argument("--words-from", metavar="CKPT",
                     help="stage 'words' from this finished checkpoint (a v1 file: model v2; a v3 file: "
                          "one more round)")
     ap.add_argument("--words-continue", action="store_true",
                     help="continue an interrupted 'words' stage from OUT and OUT.state.pt")
     ap.add_argument("--words-images", type=int, default=24000)
-    ap.add_argument("--two-share", type=float, default=0.6, help="share of two-object images (stages words / scratch / global)")
+    ap.add_argument("--two-share", type=float, default=None,
+                    help="share of two-object images (stages words / scratch / global: default 0.6; --mixed-data: 0.5)")
     ap.add_argument("--words-steps", type=int, default=3000)
     ap.add_argument("--words-lr", type=float, default=4e-4)
     ap.add_argument("--text-lr-ratio", type=float, default=1.0)
@@ -355,6 +356,9 @@ def main():
         if getattr(a, name):
             setattr(a, name, os.path.abspath(getattr(a, name)))
     a.unet_rounds, a.decoder_rounds = parse_rounds(a.unet_rounds), parse_rounds(a.decoder_rounds)
+    # --mixed-data (--resume's data) defaults to half two objects, half turned; the stages to 0.6
+    a.mixed = (0.5 if a.two_share is None else a.two_share, 0.5 if a.turn_share is None else a.turn_share)
+    a.two_share = 0.6 if a.two_share is None else a.two_share
     import torch
     import comfy_host
     import devkit as tl
@@ -371,7 +375,10 @@ def main():
         return words_stage(a, sc)
     times = {}
     t = time.time()
-    imgs, caps = (mixed_dataset if a.mixed_data else make_dataset)(a.images, a.seed, a.size)
+    if a.mixed_data:
+        imgs, caps = mixed_dataset(a.images, a.seed, a.size, *a.mixed)
+    else:
+        imgs, caps = make_dataset(a.images, a.seed, a.size)
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
     if a.resume:
@@ -436,6 +443,9 @@ def train_stages(a, cfg, model, clip, vae, imgs, caps, z, latents):
     tw.setdefault("decoder_rounds", []).extend(a.decoder_rounds)
     if a.mixed_data and a.decoder_rounds:
         tw.setdefault("decoder_rounds_mixed_data", []).extend(a.decoder_rounds)
+    if a.mixed_data and a.unet_rounds:      # rounds on a resumed file's mixed data: which mix
+        tw.setdefault("unet_rounds_mixed_data", []).append({"rounds": a.unet_rounds, "two_share": a.mixed[0],
+                                                            "turn_share": a.mixed[1]})
     return times
 
 

@@ -94,10 +94,10 @@ def toy_two_objects(g):
             "object may change, and the local blend on 'square, triangle' keeps everything outside those words' "
             "cross-attention (the circle and the background) from the source.\n\n"
             "Colour swaps of one of two objects are harder on this toy model: the blend word ('square') is then "
-            "in both prompts, so the mask also takes the target branch's map of it, which spreads over the other "
-            "object, and the model, which binds colours to two objects poorly, recolours that one too. Measured "
-            "on this scene with 'blue' -> 'yellow' and blend 'square': at cross_replace 0.2 the circle turns "
-            "yellow; at 0.5 it stays red in every frame and the square turns yellow in 5 of 8 frames.\n\n"
+            "in both prompts, so the mask also takes the target branch's map of it, which can spread over the "
+            "other object, and the target branch may then recolour that one too. Measured on this scene with "
+            "'blue' -> 'yellow' and blend 'square': at cross_replace 0.2 the circle changes in 2 of 8 frames; "
+            "at 0.5 it stays red and the square turns yellow in every frame.\n\n"
             "Change: target_text (another colour or shape for either object), blend_words (the edited "
             "object's shape words), the second_* inputs of Toy World Video.")
     ck, vid = _toy_inputs(g, note, start_x=0.25, start_y=0.65, end_x=0.45, end_y=0.65, radius=0.15,
