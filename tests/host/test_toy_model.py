@@ -29,8 +29,8 @@ COLOUR_BAR, SHAPE_BAR, DECODED_SHAPE_BAR = 0.9, 0.9, 0.95
 # these 36 samples, 0.444 on 72 others; v2 0.14); the misses are shapes drawn wrong, so the bars
 # guard v3's level: two objects drawn, both colours right, both objects right.
 TWO_COUNT_BAR, TWO_COLOURS_BAR, TWO_BOTH_BAR = 0.9, 0.8, 0.45
-# Rendered two-object truth after the autoencoder's round trip: both objects read right (v3 ~0.89
-# on 150 other pairs, v2 0.48 on these 100).
+# Rendered two-object truth after the autoencoder's round trip: both objects read right (v3 0.89
+# on these 100 pairs; v2 0.48).
 TWO_ROUND_TRIP_BAR = 0.8
 # Word attention (bench/attention_probe.py measures the same on more videos): the shape word's
 # attention-map image peaks on the object in this share of all frames, and the word's map above
@@ -135,8 +135,8 @@ def test_toy_model_runs_in_a_core_graph(host):
 
 
 def test_toy_text_encoder_passes_only_the_words(toy_model):
-    """Model v2's text path ('text_only_words'): the start token and the words reach the UNet, the
-    end token and the padding come out as zeros, so a caption's meaning sits on its words (the
+    """The text path since model v2 ('text_only_words'): the start token and the words reach the
+    UNet, the end token and the padding come out as zeros, so a caption's meaning sits on its words (the
     v1 encoder spread it over 60-odd padding positions that took 86% of the attention)."""
     import torch
     clip = toy_model[1]
