@@ -12,7 +12,8 @@ on the object words) in two rounds. Model v2 continued from v1: stage 'words', t
 decoder-only round on one- and two-object images with turned objects. v1: joint autoencoder ->
 UNet rounds on its (fixed) latents (text encoder frozen at a seeded random init) -> decoder-only
 rounds. The chains that were tried and not shipped (stage 'words' from random weights; a first
-candidate with fewer one-object steps) are below the v3 commands. Measurements:
+candidate with fewer one-object steps; two-object images in the global route) are below the v3
+commands. Measurements:
 models/toy_world/MODEL_CARD.md ("How v3 was found").
 
     # v3 (shipped): autoencoder + decoder round (27.6 min), v1's route on it, then the words
@@ -42,6 +43,10 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
         --eps-obj-weight 2 --turn-share 0.25 --out c1w.safetensors
     .venv/bin/python scripts/toy_train.py --words-from c1w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
         --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out c1.safetensors
+    # not shipped: a fourth chain (142.1 min), two-object images in the global route's last round
+    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --mixed-data --two-share 0.5 \
+        --turn-share 0 --unet-rounds 2400:4e-4 --decoder-rounds '' --out c3g.safetensors
+    (then the two stage 'words' commands of v3 from c3g.safetensors)
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
