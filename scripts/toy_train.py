@@ -89,9 +89,10 @@ def make_dataset(n, seed, size):
     return imgs, caps
 
 
-def mixed_dataset(n, seed, size, two_share=0.5, turn_share=0.5):
-    """One- and two-object images, half of them with turned objects: what the videos the model
-    edits contain (a decoder trained on upright single objects rounds small and turned ones)."""
+def mixed_dataset(n, seed, size, two_share, turn_share):
+    """One- and two-object images, some with turned objects (shares from --mixed-data's defaults in
+    main): what the videos the model edits contain (a decoder trained on upright single objects
+    rounds small and turned ones)."""
     import numpy as np
     from vp2p_toy import world
     rng = np.random.default_rng(seed + 11)
