@@ -155,7 +155,8 @@ TOY_CKPT = "toy_world_sd1.safetensors"
 
 def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
     """Text-to-image accuracy of a toy-world model by the pixel oracles: core KSampler (ddim,
-    ddim_uniform) for every colour x shape pair, backgrounds cycling. -> (colour acc, shape acc, rows)."""
+    ddim_uniform) for every colour x shape pair, backgrounds cycling. -> (colour acc, shape acc, rows
+    (colour, shape, colour read, shape read, area read px)))."""
     import itertools
     import nodes
     world, oracle = pack().vp2p_toy.world, pack().vp2p_toy.oracle
@@ -170,7 +171,7 @@ def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
                                     encode(clip, ""), lat)[0]
         for f in decode_u8(vae, out["samples"]):
             got = oracle.classify(f)
-            rows.append((colour, shape, got["colour"], got["shape"]))
+            rows.append((colour, shape, got["colour"], got["shape"], got["area"]))
     n = len(rows)
     return sum(r[0] == r[2] for r in rows) / n, sum(r[1] == r[3] for r in rows) / n, rows
 
@@ -293,11 +294,12 @@ def decode_u8(vae, samples):
 
 
 def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=50, cfg=7.5, seed=0,
-                            caption_seed=4242):
+                            caption_seed=4242, with_objects=False):
     """Text-to-image accuracy of a toy-world model on two-object captions ("a C S and a C2 S2 on
     ..."), read by oracle.find_objects / oracle.matches: core KSampler (ddim, ddim_uniform) on
     `captions` random two-object worlds (rng `caption_seed`: not the training captions' seeds).
-    -> (share of samples with both objects right, rows (expected [(c, s), (c2, s2)], found [(c, s)]))."""
+    -> (share of samples with both objects right, rows (expected [(c, s), (c2, s2)], found [(c, s)],
+    both right); `with_objects`: each row also holds find_objects' dicts, masks dropped)."""
     import nodes
     import numpy as np
     world, oracle = pack().vp2p_toy.world, pack().vp2p_toy.oracle
@@ -311,7 +313,8 @@ def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=
                                     encode(clip, ""), lat)[0]
         for f in decode_u8(vae, out["samples"]):
             found = oracle.find_objects(f, k=2)
-            rows.append((want, [(o["colour"], o["shape"]) for o in found], oracle.matches(found, want)))
+            row = (want, [(o["colour"], o["shape"]) for o in found], oracle.matches(found, want))
+            rows.append(row + ([{k: v for k, v in o.items() if k != "mask"} for o in found],) if with_objects else row)
     return sum(r[2] for r in rows) / len(rows), rows
 
 
