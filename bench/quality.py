@@ -11,6 +11,8 @@ truth, then edits it with Video-P2P and with ablations / baselines on the same v
   fast               the official fast mode: no optimisation, source branch at guidance 1
   direct-inversion   no optimisation, source branch put back on the inversion trajectory after
                      every step (PnP Inversion, Ju et al. 2024)
+  source-blend       direct-inversion with the P2P Controller's blend_maps "source where both have
+                     the word": a blend word both prompts have is read on the source branch alone
   ddim-cfg           plain DDIM inversion sampled at CFG with the empty prompt (ablation)
   ddim + target      image model, plain DDIM inversion, target prompt, no attention control
   image-p2p          image model, each frame inverted (null-text) and edited alone with P2P
@@ -42,7 +44,7 @@ import _common  # noqa: E402
 
 REPO = _common.REPO
 VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
-            "direct-inversion", "ddim-cfg", "ddim+target", "image-p2p"]
+            "direct-inversion", "source-blend", "ddim-cfg", "ddim+target", "image-p2p"]
 # names used by runs before the inversion modes were renamed (for --report of old result files)
 OLD_NAMES = {"fast-inversion": "ddim-cfg", "negative-prompt": "fast"}
 DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
@@ -121,12 +123,13 @@ class Runner:
         self.image_model = self.infl.inflate(self.model, False, False, 0, 0)   # frame attn on 1 frame == self-attn
         self.inversions = {}    # per case (run_case resets it): see edit
 
-    def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True):
+    def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True, blend_maps=None):
         c = case
+        extra = {"blend_maps": blend_maps} if blend_maps else {}
         return self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
                                  0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
                                  c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
-                                 layers, "")[0]
+                                 layers, "", **extra)[0]
 
     def decode(self, latent):
         import torch
@@ -191,7 +194,7 @@ class Runner:
         results, tuned, tune_s = {}, None, 0.0
         self.inversions = {}
         needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
-                        "direct-inversion", "ddim-cfg"}
+                        "direct-inversion", "source-blend", "ddim-cfg"}
         inflated = self.infl.inflate(self.model, True, True, 0, 0)
         if needs_tuning & set(variants):
             t = time.perf_counter()
@@ -205,6 +208,8 @@ class Runner:
             "no-decoupling": lambda: self.edit(tuned, latent, case, ctrl, decoupled=False),
             "fast": lambda: self.edit(tuned, latent, case, ctrl, mode="fast"),
             "direct-inversion": lambda: self.edit(tuned, latent, case, ctrl, mode="direct-inversion"),
+            "source-blend": lambda: self.edit(tuned, latent, case, self.controller(
+                case, blend_maps=self.tl.core.prompts.BLEND_SOURCE), mode="direct-inversion"),
             "ddim-cfg": lambda: self.edit(tuned, latent, case, ctrl, mode="ddim-cfg"),
             "ddim+target": lambda: self.edit(self.model, latent, case, off, mode="ddim-cfg"),
             "image-p2p": lambda: self.per_frame_p2p(latent, case),

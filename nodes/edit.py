@@ -66,6 +66,8 @@ class VP2PController(io.ComfyNode):
                     "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."),
                 io.Combo.Input("preset", options=list(prompts.PRESETS), default=prompts.CUSTOM, optional=True,
                                tooltip=prompts.PRESET_HELP),
+                io.Combo.Input("blend_maps", options=list(prompts.BLEND_MAPS), default=prompts.BLEND_BOTH,
+                               optional=True, tooltip=prompts.BLEND_MAPS_HELP),
             ],
             outputs=[
                 Controller.Output(display_name="controller", tooltip=
@@ -78,18 +80,19 @@ class VP2PController(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode=None, controlled_layers=None, preset=None):
-        return check_options(cls, mode=mode, controlled_layers=controlled_layers, preset=preset)
+    def validate_inputs(cls, mode=None, controlled_layers=None, preset=None, blend_maps=None):
+        return check_options(cls, mode=mode, controlled_layers=controlled_layers, preset=preset,
+                             blend_maps=blend_maps)
 
     @classmethod
     @named(CONTROLLER)
     def execute(cls, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
                 reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-                previous=None, preset=prompts.CUSTOM):
+                previous=None, preset=prompts.CUSTOM, blend_maps=prompts.BLEND_BOTH):
         return io.NodeOutput(*text.build_control(
             clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words, reweight_scales,
             blend_words, blend_threshold, blend_start, controlled_layers, map_words, previous=previous,
-            preset=preset))
+            preset=preset, blend_maps=blend_maps))
 
 
 def _cfg_input():

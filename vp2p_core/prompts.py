@@ -56,6 +56,37 @@ PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P
                "for the tightest mask).")
 
 
+# Where the local blend reads a blend word's map. prompt-to-prompt's rule is the union of both
+# branches' maps; for a word both prompts have, the source branch's map is the one read on the
+# input video itself (the target's copy of it drifts with the edit and spreads wider), so reading
+# it alone gives a tighter mask (less repainted background, less flicker) but confines the edit
+# to the source object's extent. Words only one prompt has are read where they are either way.
+BLEND_BOTH = "source and target (prompt-to-prompt)"
+BLEND_SOURCE = "source where both have the word"
+BLEND_MAPS = (BLEND_BOTH, BLEND_SOURCE)
+BLEND_MAPS_HELP = ("Which branch's attention marks the local blend for a blend word that both prompts have: both "
+                   "(prompt-to-prompt's union), or the source's alone (read on the input video: a tighter mask "
+                   "that repaints less background, but the edited object cannot grow past the source one). A "
+                   "word only one prompt has is always read there.")
+
+
+def blend_tokens(encode, source_text, target_text, words, maps=BLEND_BOTH):
+    """-> (source token positions, target token positions) the local blend reads for `words`."""
+    if maps not in BLEND_MAPS:
+        fail(f"unknown blend_maps {maps!r}; use one of: {', '.join(BLEND_MAPS)}.")
+    src_t, tgt_t, missing = [], [], []
+    for w in words:
+        s = sa.token_indices(encode, source_text, w)
+        t = sa.token_indices(encode, target_text, w)
+        if not s and not t:
+            missing.append(w)
+        src_t += s
+        tgt_t += [] if s and maps == BLEND_SOURCE else t
+    if missing:
+        fail(f"blend word(s) {missing} appear in neither prompt; use words of the prompts.")
+    return src_t, tgt_t
+
+
 def resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
                    reweight_scales, blend_words, blend_threshold, blend_start):
     """The widget values a preset turns the inputs into (unchanged for 'custom'); the editor preview
@@ -133,7 +164,7 @@ class VP2PControl:
 
 def build_controller(encode, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
                      reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-                     previous: VP2PControl | None = None, preset=CUSTOM):
+                     previous: VP2PControl | None = None, preset=CUSTOM, blend_maps=BLEND_BOTH):
     """The widgets -> (AttentionControl, map tokens, mode label)."""
     if not source_text.strip() or not target_text.strip():
         fail("source_text and target_text must not be empty.")
@@ -152,16 +183,7 @@ def build_controller(encode, source_text, target_text, mode, cross_replace, self
     blend = None
     bwords = parse_words(blend_words)
     if bwords:
-        src_t, tgt_t, missing = [], [], []
-        for w in bwords:
-            s = sa.token_indices(encode, source_text, w)
-            t = sa.token_indices(encode, target_text, w)
-            if not s and not t:
-                missing.append(w)
-            src_t += s
-            tgt_t += t
-        if missing:
-            fail(f"blend word(s) {missing} appear in neither prompt; use words of the prompts.")
+        src_t, tgt_t = blend_tokens(encode, source_text, target_text, bwords, blend_maps or BLEND_BOTH)
         blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=blend_start)
     kw["local_blend"] = blend
     try:

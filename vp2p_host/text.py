@@ -50,11 +50,12 @@ def conditioning_text(conditioning) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def build_control(clip, source_text, target_text, mode, *widgets, previous=None, preset=prompts.CUSTOM):
+def build_control(clip, source_text, target_text, mode, *widgets, previous=None, preset=prompts.CUSTOM,
+                  blend_maps=prompts.BLEND_BOTH):
     """The P2P Controller: -> (VP2P_CONTROLLER, source CONDITIONING, target CONDITIONING).
     Each prompt is encoded once; the source's embedding reaches the sampler through the inversion."""
     ctrl, map_tokens, label = prompts.build_controller(clip_encoder(clip), source_text, target_text, mode, *widgets,
-                                                       previous=previous, preset=preset)
+                                                       previous=previous, preset=preset, blend_maps=blend_maps)
     src = encode_text(clip, source_text)
     tgt = encode_text(clip, target_text)
     return prompts.VP2PControl(ctrl, source_text, target_text, tgt[0][0], map_tokens, label), src, tgt

@@ -144,6 +144,28 @@ def test_widget_grammar_is_shared_by_node_and_preview():
     assert pv["ok"] and pv["mode"].startswith("swap+reweight")
 
 
+def test_blend_maps_source_reads_shared_words_on_the_source_only():
+    """blend_maps: a blend word both prompts have is read on the source alone ("source where both
+    have the word"), else on both (prompt-to-prompt); a word only one prompt has stays where it is."""
+    src, tgt = "a red car on a road", "a blue car on a road"
+    car_s, car_t = sa_tokens(src, "car"), sa_tokens(tgt, "car")
+    assert car_s and car_t
+    args = (encode, src, tgt, "swap", 0.2, 0.5, "", "", "car, blue", 0.3, 0.2, "cross+temporal (paper)", "")
+    both = prompts.build_controller(*args)[0].local_blend
+    source = prompts.build_controller(*args, blend_maps=prompts.BLEND_SOURCE)[0].local_blend
+    blue = sa_tokens(tgt, "blue")
+    assert both.src_tokens == source.src_tokens == car_s
+    assert sorted(both.tgt_tokens) == sorted(car_t + blue) and source.tgt_tokens == blue
+    assert prompts.build_controller(*args, blend_maps=prompts.BLEND_BOTH)[0].local_blend.tgt_tokens == both.tgt_tokens
+    with pytest.raises(prompts.PromptError, match="blend_maps"):
+        prompts.build_controller(*args, blend_maps="target")
+
+
+def sa_tokens(text, word):
+    from vp2p_core import seq_aligner
+    return seq_aligner.token_indices(encode, text, word)
+
+
 def test_toy_world_renders_without_comfyui():
     from vp2p_toy import oracle, world
     spec = world.WorldSpec(shape="circle", colour="red", background="striped", background_colour="gray",

@@ -108,6 +108,32 @@ def test_local_blend_keeps_source_outside_mask(tiny, inflated, noise):
     assert maps.shape[0] == FRAMES and maps.shape[-1] == 3
 
 
+def test_blend_maps_source_masks_a_shared_word_by_the_source_alone(tiny, inflated, noise):
+    """blend_maps "source where both have the word": the mask of a word both prompts have is the
+    source's alone, inside prompt-to-prompt's union of both branches' masks, and outside it every
+    frame keeps the source; with no shared blend word the edit is the default's, bit for bit."""
+    clip = tiny[1]
+    src, tgt = "a red circle", "a blue circle"
+    inv = tl.noise_inversion(inflated, clip, src, noise)
+    runs = {}
+    for maps in tl.core.prompts.BLEND_MAPS:
+        spec, _, _ = controller(clip, src, tgt, blend_words="circle", blend_threshold=0.5, blend_start=0.0,
+                                blend_maps=maps)
+        with tl.recording_blend_mask(spec) as seen:
+            edited, source, _ = sample(inflated, inv, spec)
+        runs[maps] = (seen["mask"], edited["samples"], source["samples"])
+    (m_both, _, s_both), (m_src, e_src, s_src) = runs[tl.core.prompts.BLEND_BOTH], runs[tl.core.prompts.BLEND_SOURCE]
+    assert torch.equal(s_both, s_src)                        # the source branch does not depend on it
+    assert not (m_src & ~m_both).any() and (m_both & ~m_src).any()
+    keep = ~m_src.expand_as(e_src)
+    assert torch.equal(e_src[keep], s_src[keep])
+    edits = []                                               # "red" is in the source only: nothing shared
+    for maps in tl.core.prompts.BLEND_MAPS:
+        spec, _, _ = controller(clip, src, tgt, blend_words="red, blue", blend_start=0.0, blend_maps=maps)
+        edits.append(sample(inflated, inv, spec)[0]["samples"])
+    assert torch.equal(edits[0], edits[1])
+
+
 def test_attention_map_image_one_panel_per_frame(tiny, noise):
     model, clip, _ = tiny
     spec, _, _ = controller(clip, "a red circle", "a blue circle", map_words="blue, circle")
