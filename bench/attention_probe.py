@@ -14,7 +14,7 @@ the object that must not change). `--change colour` swaps the object's colour in
 shape: the shape word is then in both prompts and the mask is the union of both branches' maps.
 
     python bench/attention_probe.py [CKPT] [--videos 6] [--steps 25] [--threads 1] [--image-model]
-                                 [--change shape|colour]
+                                 [--change shape|colour] [--blend-maps "source where both have the word"]
 """
 import argparse
 import os
@@ -38,6 +38,8 @@ def main():
     ap.add_argument("--change", choices=["shape", "colour"], default="shape",
                     help="what the edit swaps: the object's shape word (the blend reads the source's map) or its "
                          "colour word (the shape word stays: the blend reads both branches' maps)")
+    ap.add_argument("--blend-maps", default=None,
+                    help="the P2P Controller's blend_maps (default: its default, both branches' maps)")
     ap.add_argument("--image-model", action="store_true", help="do not inflate the model (default: inflated, untuned)")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
@@ -48,13 +50,14 @@ def main():
     path = tl.toy_model_path(a.ckpt)
     model, clip, vae = tl.load_toy(path)
     print(f"model {path}: {a.videos} videos x {a.frames} frames, {a.steps} steps, {a.mode}, "
-          f"{'image model' if a.image_model else 'inflated (untuned)'}, blend threshold {a.threshold}, {a.change} swap")
+          f"{'image model' if a.image_model else 'inflated (untuned)'}, blend threshold {a.threshold}, {a.change} swap"
+          + (f", blend_maps {a.blend_maps!r}" if a.blend_maps else ""))
     print(f"{'video':<5} {'edit':<66} {'peak in':>7} {'peak px':>7} {'blend/obj':>9} {'mask/frame':>10} "
           f"{'raw/obj':>7} {'s':>5}")
     results = []
     for i, (spec, obj) in enumerate(tl.attention_probe_specs(a.videos, a.seed, a.frames)):
         r = tl.attention_probe(model, clip, vae, spec, obj, steps=a.steps, cfg=a.cfg, threshold=a.threshold,
-                               mode=a.mode, inflate=not a.image_model, change=a.change)
+                               mode=a.mode, inflate=not a.image_model, change=a.change, blend_maps=a.blend_maps)
         results.append(r)
         s = tl.attention_probe_summary([r])
         edit = f"{r['caption'].split(' on ')[0]} -> {r['target'].split(' on ')[0]}"

@@ -362,7 +362,7 @@ def cells_to_pixels(mask, H, W):
 
 
 def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=0.3, blend_start=0.2,
-                    mode="direct-inversion", inflate=True, change="shape"):
+                    mode="direct-inversion", inflate=True, change="shape", blend_maps=None):
     """Word-attention localisation of a toy model as a user's edit sees it, on one rendered video.
 
     The video is encoded with the model's VAE, inverted by Shared Null-Text Invert (`mode`) with
@@ -370,8 +370,8 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     `obj`'s shape word (to another shape), a local blend on that shape word (`threshold`) and the
     attention-map output for that word (`change="colour"`: swap its colour instead, so the blend
     word is in both prompts and the mask is the union of both branches' maps, as in a colour
-    edit). `inflate`: the model inflated as the Inflate node does (untuned), else the image
-    model. Per frame:
+    edit; `blend_maps`: the controller's option of that name, e.g. the source's map alone). `inflate`:
+    the model inflated as the Inflate node does (untuned), else the image model. Per frame:
       peak_in     the map image's brightest pixel lies in a latent cell the object covers > 1/4
       peak_px     ... the object covers that very pixel > 1/2
       blend_ratio area of the local-blend mask the sampler applied at the last step / object area
@@ -402,7 +402,8 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
         latent = {"samples": vae.encode(torch.from_numpy(frames.astype("float32") / 255.0)).float()}
     ctrl_node, inv_node = p.nodes.edit.VP2PController, p.nodes.inversion.VP2PSharedNullTextInvert
     spec_c, src_cond, _ = ctrl_node.execute(clip, spec.caption, target, "swap", 0.2, 0.5, "", "", word, threshold,
-                                            blend_start, "cross+temporal (paper)", word).result
+                                            blend_start, "cross+temporal (paper)", word,
+                                            **({"blend_maps": blend_maps} if blend_maps else {})).result
     lb = spec_c.controller.local_blend
     with recording_blend_mask(spec_c) as seen, torch.inference_mode():
         inv, _ = inv_node.execute(model, latent, src_cond, encode(clip, ""), steps, cfg, mode, 10).result
