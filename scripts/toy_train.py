@@ -47,6 +47,12 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
     .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --mixed-data --two-share 0.5 \
         --turn-share 0 --unet-rounds 2400:4e-4 --decoder-rounds '' --out c3g.safetensors
     (then the two stage 'words' commands of v3 from c3g.safetensors)
+    # not shipped: v3's last round with 80% two objects (147.3 min), and v3 + such a round (162.5 min)
+    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
+        --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out c5.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from models/toy_world/toy_world_sd1.safetensors \
+        --words-steps 850 --words-images 12000 --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 \
+        --turn-share 0.25 --seed 2 --out p1.safetensors
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
