@@ -82,16 +82,20 @@ def test_presets_carry_the_official_configs(tiny):
     node = tl.pack_nodes.edit.VP2PController
     inputs = node.GET_SCHEMA().inputs
     by_id = {i.id: i for i in inputs}
-    # saved workflows keep loading: the required inputs and their options are unchanged, the preset is
-    # an optional widget after them whose default is the widgets as set
+    # saved workflows keep loading: the required inputs and their options are unchanged, the preset and
+    # blend_maps are optional widgets after them whose defaults are the widgets as set and the
+    # reference's local blend
     assert [i.id for i in inputs if not i.optional][-1] == "map_words"
-    assert [i.id for i in inputs if i.optional] == ["previous", "preset"]
+    assert [i.id for i in inputs if i.optional] == ["previous", "preset", "blend_maps"]
+    assert by_id["blend_maps"].default == by_id["blend_maps"].options[0] == tl.core.prompts.BLEND_BOTH
+    assert "blend_maps must be one of" in node.validate_inputs(blend_maps="target")
     assert by_id["mode"].options == ["swap", "refine", "reweight"]
     assert by_id["preset"].options[0] == "custom" and by_id["preset"].default == "custom"
     assert set(by_id["preset"].options) == {"custom", PRESET_SWAP, PRESET_REFINE, PRESET_HARD}
     # as the editor gets it (object_info): the same order and options
     types = node.INPUT_TYPES()
-    assert list(types["required"])[-1] == "map_words" and list(types["optional"]) == ["previous", "preset"]
+    assert list(types["required"])[-1] == "map_words" and \
+        list(types["optional"]) == ["previous", "preset", "blend_maps"]
     assert types["required"]["mode"] == ("COMBO", types["required"]["mode"][1])
     assert types["optional"]["preset"][1]["options"][0] == "custom"
     assert types["optional"]["preset"][1]["default"] == "custom"
