@@ -53,6 +53,8 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
     .venv/bin/python scripts/toy_train.py --words-from models/toy_world/toy_world_sd1.safetensors \
         --words-steps 850 --words-images 12000 --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 \
         --turn-share 0.25 --seed 2 --out p1.safetensors
+    (and the same round on `scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
+    --words-from grown.safetensors, 166.6 min)
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
