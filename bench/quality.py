@@ -125,11 +125,10 @@ class Runner:
 
     def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True, blend_maps=None):
         c = case
-        extra = {"blend_maps": blend_maps} if blend_maps else {}
         return self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
                                  0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
                                  c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
-                                 layers, "", **extra)[0]
+                                 layers, "", blend_maps=blend_maps or self.tl.core.prompts.BLEND_BOTH)[0]
 
     def decode(self, latent):
         import torch

@@ -403,7 +403,7 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     ctrl_node, inv_node = p.nodes.edit.VP2PController, p.nodes.inversion.VP2PSharedNullTextInvert
     spec_c, src_cond, _ = ctrl_node.execute(clip, spec.caption, target, "swap", 0.2, 0.5, "", "", word, threshold,
                                             blend_start, "cross+temporal (paper)", word,
-                                            **({"blend_maps": blend_maps} if blend_maps else {})).result
+                                            blend_maps=blend_maps or p.vp2p_core.prompts.BLEND_BOTH).result
     lb = spec_c.controller.local_blend
     with recording_blend_mask(spec_c) as seen, torch.inference_mode():
         inv, _ = inv_node.execute(model, latent, src_cond, encode(clip, ""), steps, cfg, mode, 10).result

@@ -8,6 +8,7 @@ import torch
 import vp2p_core
 from vp2p_core import control as vc
 from vp2p_core import prompts
+from vp2p_core import seq_aligner as sa
 from vp2p_core.sampling import guided_ddim, two_branch_ddim
 from vp2p_core.schedule import ddim_step, ddim_uniform
 
@@ -148,22 +149,17 @@ def test_blend_maps_source_reads_shared_words_on_the_source_only():
     """blend_maps: a blend word both prompts have is read on the source alone ("source where both
     have the word"), else on both (prompt-to-prompt); a word only one prompt has stays where it is."""
     src, tgt = "a red car on a road", "a blue car on a road"
-    car_s, car_t = sa_tokens(src, "car"), sa_tokens(tgt, "car")
+    car_s, car_t = sa.token_indices(encode, src, "car"), sa.token_indices(encode, tgt, "car")
     assert car_s and car_t
     args = (encode, src, tgt, "swap", 0.2, 0.5, "", "", "car, blue", 0.3, 0.2, "cross+temporal (paper)", "")
     both = prompts.build_controller(*args)[0].local_blend
     source = prompts.build_controller(*args, blend_maps=prompts.BLEND_SOURCE)[0].local_blend
-    blue = sa_tokens(tgt, "blue")
+    blue = sa.token_indices(encode, tgt, "blue")
     assert both.src_tokens == source.src_tokens == car_s
     assert sorted(both.tgt_tokens) == sorted(car_t + blue) and source.tgt_tokens == blue
     assert prompts.build_controller(*args, blend_maps=prompts.BLEND_BOTH)[0].local_blend.tgt_tokens == both.tgt_tokens
     with pytest.raises(prompts.PromptError, match="blend_maps"):
         prompts.build_controller(*args, blend_maps="target")
-
-
-def sa_tokens(text, word):
-    from vp2p_core import seq_aligner
-    return seq_aligner.token_indices(encode, text, word)
 
 
 def test_toy_world_renders_without_comfyui():
