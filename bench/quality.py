@@ -164,6 +164,10 @@ class Runner:
             latent = {"samples": self.vae.encode(torch.from_numpy(video.astype("float32") / 255.0)).float()}
         return video, truth, latent, expected_objects(self.world, case["target"], spec)
 
+    def inflated(self):
+        """The video model as Inflate T2S Model makes it (frame and temporal attention), untuned."""
+        return self.infl.inflate(self.model, True, True, 0, 0)
+
     def tune_case(self, inflated, latent, case):
         import torch
         with torch.inference_mode():
@@ -194,7 +198,7 @@ class Runner:
         self.inversions = {}
         needs_tuning = {"video-p2p", "per-frame-null", "no-local-blend", "no-decoupling", "fast",
                         "direct-inversion", "source-blend", "ddim-cfg"}
-        inflated = self.infl.inflate(self.model, True, True, 0, 0)
+        inflated = self.inflated()
         if needs_tuning & set(variants):
             t = time.perf_counter()
             tuned = self.tune_case(inflated, latent, case)

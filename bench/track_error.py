@@ -23,7 +23,7 @@ def main():
     r = quality.Runner(a.ckpt, a.threads)
     for case in [c for c in quality.load_cases(a.cases) if c["name"] in a.names]:
         video, truth, latent, _ = r.prepare(case)
-        tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
+        tuned = r.tune_case(r.inflated(), latent, case)
         errs = []
         for blend in (True, False):
             _, ed, _ = r.edit(tuned, latent, case, r.controller(case, blend=blend), mode="direct-inversion")
