@@ -84,35 +84,6 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def make_dataset(n, seed, size):
-    import numpy as np
-    from vp2p_toy import world
-    rng = np.random.default_rng(seed)
-    imgs, caps = np.zeros((n, size, size, 3), np.uint8), []
-    for i in range(n):
-        spec = world.random_spec(rng, frames=1, size=size, motion=False)
-        f, _ = world.render(spec)
-        imgs[i] = f[0]
-        caps.append(spec.caption)
-    return imgs, caps
-
-
-def mixed_dataset(n, seed, size, two_share, turn_share):
-    """One- and two-object images, some with turned objects (shares from --mixed-data's defaults in
-    main): what the videos the model edits contain (a decoder trained on upright single objects
-    rounds small and turned ones)."""
-    import numpy as np
-    from vp2p_toy import world
-    rng = np.random.default_rng(seed + 11)
-    imgs, caps = np.zeros((n, size, size, 3), np.uint8), []
-    for i in range(n):
-        spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
-        spec = maybe_turned(spec, rng, turn_share)
-        imgs[i] = world.render(spec)[0][0]
-        caps.append(spec.caption)
-    return imgs, caps
-
-
 def maybe_turned(spec, rng, share):
     """With probability `share`, each object turned by its own angle up to 120 degrees."""
     import dataclasses
@@ -390,9 +361,9 @@ def main():
     times = {}
     t = time.time()
     if a.mixed_data:
-        imgs, caps = mixed_dataset(a.images, a.seed, a.size, *a.mixed)
+        imgs, caps = dataset(a.images, a.seed + 11, a.size, *a.mixed)[:2]
     else:
-        imgs, caps = make_dataset(a.images, a.seed, a.size)
+        imgs, caps = dataset(a.images, a.seed, a.size)[:2]
     times["data"] = time.time() - t
     log(f"{len(imgs)} images {a.size}x{a.size}, {len(set(caps))} captions ({times['data']:.0f} s)")
     if a.resume:
@@ -494,10 +465,12 @@ def resume(a, sc, imgs, caps, times):
 # ---------------------------------------------------------------------------------------------
 # Stage "words": localised word attention and two-object scenes (model v2)
 
-def words_dataset(n, seed, size, two_share, turn_share=0.0):
-    """Images, captions, each object's coverage at latent resolution [n, 2, size/8, size/8],
-    the token positions of each object's colour and shape words [n, 2, 2] (-1: none) and the
-    objects' pixel masks [n, size, size] (uint8)."""
+def dataset(n, seed, size, two_share=None, turn_share=0.0):
+    """The seeded images every stage trains on: one upright object per image (`two_share` None:
+    v1's data, no draw per image), else two objects with probability `two_share`, each image's
+    objects turned with probability `turn_share`. -> images, captions, each object's coverage at
+    latent resolution [n, 2, size/8, size/8], the token positions of each object's colour and shape
+    words [n, 2, 2] (-1: none) and the objects' pixel masks [n, size, size] (uint8)."""
     import cv2
     import numpy as np
     from vp2p_toy import world
@@ -509,7 +482,8 @@ def words_dataset(n, seed, size, two_share, turn_share=0.0):
     pix = np.zeros((n, size, size), np.uint8)
     caps = []
     for i in range(n):
-        spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=2 if rng.random() < two_share else 1)
+        objects = 1 if two_share is None else 2 if rng.random() < two_share else 1
+        spec = world.random_spec(rng, frames=1, size=size, motion=False, objects=objects)
         f, truth = world.render(maybe_turned(spec, rng, turn_share))
         imgs[i] = f[0]
         caps.append(spec.caption)
@@ -700,7 +674,7 @@ def words_stage(a, sc):
     v3 = tw.get("version") == 3
     t = time.time()
     turn = turn_share(a, tw)
-    imgs, caps, masks, words, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
+    imgs, caps, masks, words, _ = dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     log(f"words data: {len(imgs)} images, {len(set(caps))} captions ({time.time() - t:.0f} s)")
     rec = {"images": a.words_images, "two_share": a.two_share, "turn_share": turn, "steps": a.words_steps, "lr": a.words_lr,
@@ -732,7 +706,7 @@ def scratch_stage(a, sc):
     import torch
     import comfy.sd
     t = time.time()
-    imgs, caps, masks, words, pix = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, a.turn_share)
+    imgs, caps, masks, words, pix = dataset(a.words_images, a.seed + 5, a.size, a.two_share, a.turn_share)
     times = {"data": time.time() - t}
     log(f"data: {len(imgs)} images, {len(set(caps))} captions ({times['data']:.0f} s)")
     ae_path = a.out + ".ae.pt"
@@ -800,7 +774,7 @@ def global_stage(a, sc):
     tw0 = src["toy_world"]
     t = time.time()
     turn = turn_share(a, tw0)
-    imgs, caps, _, _, _ = words_dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
+    imgs, caps, _, _, _ = dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
     minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
     minutes["global_data"] = (time.time() - t) / 60
