@@ -5,9 +5,10 @@ One object: every colour x shape pair (`devkit.toy_accuracy`), the shape read by
 binned by the area the oracle found. Two objects: held-out two-object captions
 (`devkit.toy_two_object_accuracy`), each found object matched to the wanted object of its colour;
 its shape is right, the other object's (a leak; impossible in same-shape pairs), or the third.
-DDIM 50, CFG 7.5, as the model card's accuracy table.
+DDIM 50, CFG 7.5, as the model card's accuracy table; `--cfg 3,5,7.5` repeats both for each scale
+(does the guidance scale, not the weights, hold the figures back?).
 
-    python bench/two_object_shapes.py [CKPT] [--per-pair 4] [--captions 24] [--threads 2]
+    python bench/two_object_shapes.py [CKPT] [--per-pair 4] [--captions 24] [--cfg 7.5] [--threads 2]
 """
 import argparse
 import collections
@@ -37,18 +38,25 @@ def main():
                     help="checkpoint file (default: $VP2P_TOY_MODEL, else the shipped toy model)")
     ap.add_argument("--per-pair", type=int, default=4, help="one-object samples per colour x shape pair")
     ap.add_argument("--captions", type=int, default=24, help="two-object captions (3 samples each)")
+    ap.add_argument("--cfg", default="7.5", help="guidance scales, comma-separated")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     import torch
     _, tl = _common.boot()
     torch.set_num_threads(a.threads)
     model = tl.load_toy(a.ckpt)
-    _, _, rows = tl.toy_accuracy(*model, per_pair=a.per_pair, steps=50, cfg=7.5, seed=500)
+    for cfg in (float(c) for c in a.cfg.split(",")):
+        print(f"== CFG {cfg:g}")
+        report(tl, model, a, cfg)
+
+
+def report(tl, model, a, cfg):
+    _, _, rows = tl.toy_accuracy(*model, per_pair=a.per_pair, steps=50, cfg=cfg, seed=500)
     one = [(area or 0, shape == got) for _, shape, _, got, area in rows]
     print(f"one object: shape right {sum(ok for _, ok in one)}/{len(one)}")
     print("\n".join(by_area(one)))
 
-    acc, rows = tl.toy_two_object_accuracy(*model, captions=a.captions, per_caption=3, steps=50, cfg=7.5,
+    acc, rows = tl.toy_two_object_accuracy(*model, captions=a.captions, per_caption=3, steps=50, cfg=cfg,
                                            seed=100, with_objects=True)
     kinds, two = collections.Counter(), []
     for want, _, ok, objects in rows:
