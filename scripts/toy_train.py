@@ -332,6 +332,9 @@ def main():
                     help="share of images with turned objects (default: --scratch 0.5, else the source's)")
     ap.add_argument("--ae-obj-weight", type=float, default=4.0, help="--scratch: autoencoder L1 weight inside objects (+)")
     ap.add_argument("--eps-obj-weight", type=float, default=0.0, help="eps-MSE weight on object cells (+)")
+    ap.add_argument("--min-snr", type=float, default=0.0,
+                    help="stage 'words': weight each sample's eps-MSE by min(SNR, GAMMA) / SNR (Min-SNR-gamma; "
+                         "0: off), which spends less of the gradient on the nearly clean timesteps")
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -516,6 +519,51 @@ def caption_tokens(clip, caps):
     return out
 
 
+class VocabularyRows:
+    """The text encoder's token table while stage 'words' trains, as a parameter holding only the
+    rows the captions use. ComfyUI embeds each caption on its own, and every lookup in the full
+    49,408-row table costs a dense gradient of that table in backward: with ~100 distinct captions
+    a batch that was more than half of a step. Rows no caption uses get no gradient, and with no
+    weight decay on the text encoder neither AdamW nor the EMA moves them, so training the used
+    rows alone is the same training (up to rounding) at a fraction of the time."""
+
+    def __init__(self, table, token_lists):
+        import torch
+        self.table = table
+        self.used = torch.tensor(sorted({t for ids in token_lists for t in ids}), dtype=torch.long)
+        self.index = torch.full((table.weight.shape[0],), -1, dtype=torch.long)
+        self.index[self.used] = torch.arange(len(self.used))
+        self.module = _RowsEmbedding(table.weight.detach()[self.used].clone(), self.index)
+
+    def write_back(self):
+        """Copy the rows (whatever they hold now: live or EMA weights) into the full table."""
+        import torch
+        with torch.no_grad():
+            self.table.weight[self.used] = self.module.rows.to(self.table.weight.dtype)
+
+
+def _RowsEmbedding(rows, index):
+    import torch
+
+    class RowsEmbedding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rows = torch.nn.Parameter(rows)
+            self.register_buffer("index", index, persistent=False)
+
+        @property
+        def weight(self):               # ComfyUI reads the table's device from it
+            return self.rows
+
+        def forward(self, ids, out_dtype=None):
+            idx = self.index[ids]
+            if bool((idx < 0).any()):
+                raise ValueError("a token outside the captions' vocabulary reached the text encoder")
+            out = torch.nn.functional.embedding(idx, self.rows)
+            return out if out_dtype is None else out.to(out_dtype)
+    return RowsEmbedding()
+
+
 class AttentionProbe:
     """attn2 replacement that computes attention explicitly and keeps the probabilities, so the
     training loss can see where each word is attended."""
@@ -559,6 +607,10 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
     steps, lr = a.words_steps, a.words_lr
     dm = model.model.diffusion_model.float()
     te = clip.cond_stage_model.float()
+    tokens = caption_tokens(clip, caps)
+    encoder = te.clip_l.transformer
+    vocab = VocabularyRows(encoder.get_input_embeddings(), tokens.values())
+    encoder.set_input_embeddings(vocab.module)
     unet_params = [p for p in dm.parameters()]
     text_params = [p for n, p in te.named_parameters() if p.is_floating_point() and "position_ids" not in n]
     params = unet_params + text_params
@@ -584,7 +636,6 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
         g.set_state(st["gen"])
         start = st["step"]
         log(f"words: continuing at step {start}/{steps}")
-    tokens = caption_tokens(clip, caps)
     masks_t, words_t = torch.from_numpy(masks), torch.from_numpy(words)
     probe = AttentionProbe()
     keys = [key for _, _, key in tl.host.layout.transformer_blocks(model)]
@@ -595,9 +646,16 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
     # hand those norms a copy while training (the UNet gets the same from autograd_safe)
     hooks = [m.register_forward_pre_hook(lambda mod, args: (args[0].clone(),) + tuple(args[1:]))
              for n, m in te.named_modules() if n.rsplit(".", 1)[-1] in ("layer_norm1", "layer_norm2")]
+    def save_full(step):                 # the checkpoint holds the full token table
+        vocab.write_back()
+        encoder.set_input_embeddings(vocab.table)
+        save(step)
+        encoder.set_input_embeddings(vocab.module)
     with tl.host.grad.autograd_safe(dm):
         _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, tokens, masks_t, words_t,
-                    probe, topts, a, save, state_path)
+                    probe, topts, a, save_full, state_path)
+    vocab.write_back()
+    encoder.set_input_embeddings(vocab.table)
     for h in hooks:
         h.remove()
     for p in params:
@@ -630,6 +688,9 @@ def _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, t
         with torch.autocast("cpu", dtype=torch.bfloat16):
             pred = dm(xt, t.float(), context=ctx, transformer_options=dict(topts))
         err = (pred.float() - eps).pow(2)
+        if a.min_snr:
+            snr = ab / (1 - ab)
+            err = err * (snr.clamp(max=a.min_snr) / snr)
         if a.eps_obj_weight:        # small objects are a few latent cells: weight them up
             w = 1 + a.eps_obj_weight * masks_t[idx].sum(1).clamp(max=1)[:, None]
             loss_eps = (err * w).mean() / w.mean()
@@ -680,6 +741,8 @@ def words_stage(a, sc):
     rec = {"images": a.words_images, "two_share": a.two_share, "turn_share": turn, "steps": a.words_steps, "lr": a.words_lr,
            "text_lr_ratio": a.text_lr_ratio, "attn_weight": a.attn_weight, "attn_share": a.attn_share,
            "attn_tmax": a.attn_tmax, "batch": a.unet_batch, "eps_obj_weight": a.eps_obj_weight, "seed": a.seed}
+    if a.min_snr:
+        rec["min_snr"] = a.min_snr
     if v3:
         tw.setdefault("words_rounds", []).append(rec)
     else:
