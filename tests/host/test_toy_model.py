@@ -148,3 +148,38 @@ def test_toy_text_encoder_passes_only_the_words(toy_model):
     assert torch.equal(ctx[n:], torch.zeros_like(ctx[n:]))
     empty = tl.encode(clip, "")[0][0][0]
     assert (empty[0].abs().amax() > 0) and torch.equal(empty[1:], torch.zeros_like(empty[1:]))
+
+
+def test_training_token_rows_encode_as_the_full_table(toy_model):
+    """scripts/toy_train.py trains the text encoder through a table of only the rows its captions
+    use (a dense gradient of the 49,408-row table per caption was half a training step): the
+    captions must encode exactly as through the full table, an unknown token must fail loudly,
+    and writing the rows back must touch those rows alone."""
+    import torch
+    import toy_train
+    clip = toy_model[1]
+    encoder = clip.cond_stage_model.clip_l.transformer
+    table = encoder.get_input_embeddings()
+    before = table.weight.detach().clone()
+    caps = ["a red circle and a blue square on a striped gray background", "a green triangle on a noisy teal background"]
+    tokens = toy_train.caption_tokens(clip, caps)
+    want = [tl.encode(clip, c)[0][0][0] for c in caps]
+    vocab = toy_train.VocabularyRows(table, tokens.values())
+    assert 0 < len(vocab.used) < 64
+    encoder.set_input_embeddings(vocab.module)
+    try:
+        for c, w in zip(caps, want):
+            assert torch.equal(tl.encode(clip, c)[0][0][0], w)
+        with pytest.raises(ValueError, match="outside the captions' vocabulary"):
+            tl.encode(clip, "a zebra")
+        with torch.no_grad():
+            vocab.module.rows.add_(1.0)
+        vocab.write_back()
+    finally:
+        encoder.set_input_embeddings(table)
+    try:
+        moved = (table.weight != before).any(dim=1)
+        assert torch.equal(moved.nonzero().flatten(), vocab.used)
+    finally:
+        with torch.no_grad():
+            table.weight.copy_(before)
