@@ -54,7 +54,7 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
         --words-steps 850 --words-images 12000 --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 \
         --turn-share 0.25 --seed 2 --out p1.safetensors
     (and the same round on `scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
-    --words-from grown.safetensors, 166.6 min)
+    --words-from grown.safetensors, 166.6 min; or p1's round with --eps-obj-weight 6, or with --min-snr 5)
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
@@ -328,6 +328,8 @@ def main():
                     help="model v3, v1's route: a fresh UNet under a frozen random text encoder (captions "
                          "through the padding) on the autoencoder of this v3 checkpoint; then stage 'words' "
                          "with --words-from")
+    ap.add_argument("--unet-channels", type=int, default=None,
+                    help="--global-from: the fresh UNet's model_channels (default: the source file's, 64)")
     ap.add_argument("--turn-share", type=float, default=None,
                     help="share of images with turned objects (default: --scratch 0.5, else the source's)")
     ap.add_argument("--ae-obj-weight", type=float, default=4.0, help="--scratch: autoencoder L1 weight inside objects (+)")
@@ -844,7 +846,8 @@ def global_stage(a, sc):
     tw = {k: v for k, v in tw0.items() if k not in ("words", "words_rounds", "minutes")}
     tw.update(unet_batch=a.unet_batch, unet_images=a.words_images,
               unet_two_share=a.two_share, unet_turn_share=turn)
-    cfg = {"unet": src["unet"], "clip": src["clip"], "latent_scale": 1.0, "seed": a.seed, "toy_world": tw}
+    unet = src["unet"] if a.unet_channels is None else dict(src["unet"], model_channels=a.unet_channels)
+    cfg = {"unet": unet, "clip": src["clip"], "latent_scale": 1.0, "seed": a.seed, "toy_world": tw}
     clip, model = sc.build_clip(cfg), sc.build_model(cfg)
     embed = caption_embeddings(clip, caps)
     dm = model.model.diffusion_model.float()
