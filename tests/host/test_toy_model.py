@@ -152,7 +152,7 @@ def test_toy_text_encoder_passes_only_the_words(toy_model):
 
 def test_training_token_rows_encode_as_the_full_table(toy_model):
     """scripts/toy_train.py trains the text encoder through a table of only the rows its captions
-    use (a dense gradient of the 49,408-row table per caption was half a training step): the
+    use (a dense gradient of the 49,408-row table per caption was a quarter of a training step): the
     captions must encode exactly as through the full table, an unknown token must fail loudly,
     and writing the rows back must touch those rows alone."""
     import torch
