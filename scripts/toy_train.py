@@ -55,6 +55,9 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
         --turn-share 0.25 --seed 2 --out p1.safetensors
     (and the same round on `scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
     --words-from grown.safetensors, 166.6 min; or p1's round with --eps-obj-weight 6, or with --min-snr 5)
+    # a wider UNet's global route, first round (the model card's "first leg")
+    .venv/bin/python scripts/toy_train.py --global-from models/toy_world/toy_world_sd1.safetensors \
+        --two-share 0 --turn-share 0 --unet-channels 96 --unet-rounds 1300:8e-4 --out w96.safetensors
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
