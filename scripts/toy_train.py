@@ -536,9 +536,9 @@ class VocabularyRows:
         import torch
         self.table = table
         self.used = torch.tensor(sorted({t for ids in token_lists for t in ids}), dtype=torch.long)
-        self.index = torch.full((table.weight.shape[0],), -1, dtype=torch.long)
-        self.index[self.used] = torch.arange(len(self.used))
-        self.module = _rows_embedding(table.weight.detach()[self.used].clone(), self.index)
+        index = torch.full((table.weight.shape[0],), -1, dtype=torch.long)
+        index[self.used] = torch.arange(len(self.used))
+        self.module = _rows_embedding(table.weight.detach()[self.used].clone(), index)
 
     def write_back(self):
         """Copy the rows (whatever they hold now: live or EMA weights) into the full table."""
