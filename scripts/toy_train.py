@@ -844,7 +844,8 @@ def global_stage(a, sc):
     turn = turn_share(a, tw0)
     imgs, caps, _, _, _ = dataset(a.words_images, a.seed + 5, a.size, a.two_share, turn)
     latents = (encode_all(vae, imgs) / float(vae.vae_scale)).float()
-    minutes = {k: v for k, v in tw0["minutes"].items() if k != "words"}
+    # only the autoencoder's minutes carry over: the source's UNet rounds (and their data) are dropped
+    minutes = {k: v for k, v in tw0["minutes"].items() if k in ("data", "vae", "encode", "decoder")}
     minutes["global_data"] = (time.time() - t) / 60
     tw = {k: v for k, v in tw0.items() if k not in ("words", "words_rounds", "minutes")}
     tw.update(unet_batch=a.unet_batch, unet_images=a.words_images,
