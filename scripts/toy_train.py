@@ -55,9 +55,15 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
         --turn-share 0.25 --seed 2 --out p1.safetensors
     (and the same round on `scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
     --words-from grown.safetensors, 166.6 min; or p1's round with --eps-obj-weight 6, or with --min-snr 5)
-    # a wider UNet's global route, first round (the model card's "first leg")
+    # not shipped: a UNet 1.5x as wide on v3's autoencoder, v3's split of the budget (149.8 min)
     .venv/bin/python scripts/toy_train.py --global-from models/toy_world/toy_world_sd1.safetensors \
         --two-share 0 --turn-share 0 --unet-channels 96 --unet-rounds 1300:8e-4 --out w96.safetensors
+    .venv/bin/python scripts/toy_train.py --resume w96.safetensors --unet-rounds 1700:4e-4 \
+        --decoder-rounds '' --out w96r.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from w96r.safetensors --words-steps 1650 \
+        --eps-obj-weight 2 --turn-share 0.25 --out w96w.safetensors
+    .venv/bin/python scripts/toy_train.py --words-from w96w.safetensors --words-steps 339 --words-images 8000 \
+        --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out w96f.safetensors
     .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
@@ -546,6 +552,11 @@ class VocabularyRows:
         with torch.no_grad():
             self.table.weight[self.used] = self.module.rows.to(self.table.weight.dtype)
 
+    def install_table(self, encoder):
+        """Put the full table, rows written back, into the encoder (to save it, or for good)."""
+        self.write_back()
+        encoder.set_input_embeddings(self.table)
+
 
 def _rows_embedding(rows, index):
     import torch
@@ -652,15 +663,13 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
     hooks = [m.register_forward_pre_hook(lambda mod, args: (args[0].clone(),) + tuple(args[1:]))
              for n, m in te.named_modules() if n.rsplit(".", 1)[-1] in ("layer_norm1", "layer_norm2")]
     def save_full(step):                 # the checkpoint holds the full token table
-        vocab.write_back()
-        encoder.set_input_embeddings(vocab.table)
+        vocab.install_table(encoder)
         save(step)
         encoder.set_input_embeddings(vocab.module)
     with tl.host.grad.autograd_safe(dm):
         _words_loop(dm, te, params, ema, opt, sched, rng, g, start, latents, caps, tokens, masks_t, words_t,
                     probe, topts, a, save_full, state_path)
-    vocab.write_back()
-    encoder.set_input_embeddings(vocab.table)
+    vocab.install_table(encoder)
     for h in hooks:
         h.remove()
     for p in params:
