@@ -29,6 +29,7 @@ its colour and shape); the tables average them over those cases.
 
     python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
                             [--variants video-p2p direct-inversion ...] [--limit N] [--names A B]
+                            [--set cross_replace=0.8 ...]   # one field set in every case (a sweep)
     python bench/quality.py --report artifacts/quality.json     # the tables of a finished run
 """
 from __future__ import annotations
@@ -64,6 +65,22 @@ def load_cases(path):
             raise SystemExit(f"case {case['name']}: 'world' and 'target' are required")
         cases.append(case)
     return cases
+
+
+def parse_overrides(items, cases):
+    """["key=value", ...] -> {key: JSON value (else the plain string)}; a key no case has is refused
+    (a typo would otherwise sweep nothing)."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in set().union(*cases):
+            known = ", ".join(sorted(set().union(*cases)))
+            raise SystemExit(f"--set {item!r}: use KEY=VALUE with a case field ({known})")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
 
 
 def expected(world, target, spec):
@@ -321,7 +338,8 @@ def markdown(table, n_cases, case_file, n_two=0):
         rows.append(row)
     note = (f"; keep PSNR / keep rate: the object a two-object edit must not change, mean over the {n_two} "
             "two-object cases (PSNR inside its mask, share of frames it keeps colour and shape)") if keep else ""
-    return f"{n_cases} cases from `{case_file}` (mean ± std over cases{note})\n\n" + head + "\n" + "\n".join(rows)
+    path, sep, rest = case_file.partition(" with ")     # " with <key>=<value> in every case" (--set)
+    return f"{n_cases} cases from `{path}`{sep}{rest} (mean ± std over cases{note})\n\n" + head + "\n" + "\n".join(rows)
 
 
 def paired(all_results, variants, ref="video-p2p"):
@@ -394,6 +412,9 @@ def main():
     ap.add_argument("--ref", default="video-p2p", help="the variant the paired table compares against")
     ap.add_argument("--out", default=os.path.join(REPO, "artifacts", "quality.json"))
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--set", metavar="KEY=VALUE", nargs="+", default=[],
+                    help="set a case field in every case, over the case file's own value (a JSON value, "
+                         "e.g. cross_replace=0.8); recorded in the output")
     ap.add_argument("--report", metavar="JSON", nargs="+",
                     help="print the tables of finished runs again (no new run); several files (e.g. runs of "
                          "different variants on the same cases) are merged case by case")
@@ -405,6 +426,9 @@ def main():
         print(report(results, variants, len(results), case_file, a.ref, ceilings)[1])
         return
     cases = load_cases(a.cases)
+    overrides = parse_overrides(a.set, cases)
+    for c in cases:
+        c.update(overrides)
     if a.names:
         unknown = set(a.names) - {c["name"] for c in cases}
         if unknown:
@@ -416,13 +440,14 @@ def main():
     all_results, ceilings = {}, {}
     t0 = time.time()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    case_file = os.path.relpath(a.cases, REPO)
+    case_file = os.path.relpath(a.cases, REPO) + (" with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+                                                 + " in every case" if overrides else "")
     for case in cases:
         all_results[case["name"]] = r.run_case(case, a.variants)
         ceilings[case["name"]] = r.last_ceiling
         table, md = report(all_results, a.variants, len(all_results), case_file, a.ref, ceilings)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
-            json.dump({"case_file": case_file, "cases": cases, "results": all_results, "summary": table,
+            json.dump({"case_file": case_file, "overrides": overrides, "cases": cases, "results": all_results, "summary": table,
                        "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")

@@ -24,9 +24,12 @@ def test_quality_bench_on_a_user_case_file(tmp_path):
     path, out = tmp_path / "cases.json", tmp_path / "q.json"
     path.write_text(json.dumps(cases))
     variants = ["video-p2p", "direct-inversion", "no-local-blend", "ddim+target"]
-    r = run("quality.py", "--cases", str(path), "--out", str(out), "--threads", "1", "--variants", *variants)
+    r = run("quality.py", "--cases", str(path), "--out", str(out), "--threads", "1", "--variants", *variants,
+            "--set", "cross_replace=0.5")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     d = json.loads(out.read_text())
+    assert d["overrides"] == {"cross_replace": 0.5} and d["cases"][0]["cross_replace"] == 0.5
+    assert "cases from `" in d["markdown"] and "` with cross_replace=0.5 in every case" in d["markdown"]
     res = d["results"]["mine"]
     assert list(res) == variants
     for v in variants:
@@ -64,11 +67,34 @@ def test_flicker_split_on_a_user_case_file(tmp_path):
     assert 0.0 < share < 1.0        # the mask really split the background
 
 
+def test_target_t2i_on_a_user_case_file(tmp_path):
+    one = {"shape": "circle", "colour": "red", "frames": 2}
+    two = dict(one, second={"shape": "square", "colour": "blue", "start": [0.75, 0.75], "end": [0.7, 0.7]})
+    cases = {"defaults": {"steps": 3},
+             "cases": [{"name": "one", "target": "a blue circle on a striped gray background", "world": one},
+                       {"name": "two", "target": "a red circle and a green square on a striped gray background",
+                        "world": two}]}
+    path, run_file = tmp_path / "cases.json", tmp_path / "q.json"
+    path.write_text(json.dumps(cases))
+    run_file.write_text(json.dumps({"results": {"one": {"direct-inversion": {"edit_success": 0.375}}}}))
+    r = run("target_t2i.py", "--cases", str(path), "--samples", "2", "--threads", "1", "--against", str(run_file))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    lines = {x.split()[0]: x for x in r.stdout.splitlines() if " target t2i " in x and not x.startswith("mean")}
+    assert set(lines) == {"one", "two"}
+    for line in lines.values():
+        assert float(line.split("target t2i")[1].split()[0]) in (0.0, 0.5, 1.0)     # 2 samples each
+    assert "edit success 0.38" in lines["one"] and "edit success" not in lines["two"]
+    assert "mean over 2 cases" in r.stdout
+
+
 def test_quality_bench_rejects_a_case_without_target(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"cases": [{"name": "x", "world": {"shape": "circle"}}]}))
     r = run("quality.py", "--cases", str(path), "--out", str(tmp_path / "q.json"))
     assert r.returncode != 0 and "'world' and 'target' are required" in r.stdout + r.stderr
+    path.write_text(json.dumps({"cases": [{"name": "x", "world": {"shape": "circle"}, "target": "a red circle"}]}))
+    r = run("quality.py", "--cases", str(path), "--set", "cross_replac=0.8")   # a typo sweeps nothing: refused
+    assert r.returncode != 0 and "--set 'cross_replac=0.8': use KEY=VALUE with a case field" in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("script, expect", [
