@@ -69,12 +69,13 @@ def load_cases(path):
 
 def parse_overrides(items, cases):
     """["key=value", ...] -> {key: JSON value (else the plain string)}; a key no case has is refused
-    (a typo would otherwise sweep nothing)."""
+    (a typo would otherwise sweep nothing), and so is `name` (the results are keyed by it)."""
     out = {}
+    fields = set().union(*cases) - {"name"}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or key not in set().union(*cases):
-            known = ", ".join(sorted(set().union(*cases)))
+        if not sep or key not in fields:
+            known = ", ".join(sorted(fields))
             raise SystemExit(f"--set {item!r}: use KEY=VALUE with a case field ({known})")
         try:
             out[key] = json.loads(raw)
@@ -447,8 +448,8 @@ def main():
         ceilings[case["name"]] = r.last_ceiling
         table, md = report(all_results, a.variants, len(all_results), case_file, a.ref, ceilings)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
-            json.dump({"case_file": case_file, "overrides": overrides, "cases": cases, "results": all_results, "summary": table,
-                       "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings}, f, indent=1, default=str)
+            json.dump({"case_file": case_file, "overrides": overrides, "cases": cases, "results": all_results,
+                       "summary": table, "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
 
