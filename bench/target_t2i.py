@@ -21,16 +21,14 @@ import quality  # noqa: E402
 def target_rate(r, case, samples, seed):
     """-> share of `samples` text-to-image samples of the case's target caption the oracle reads
     as the edit's wanted objects."""
-    import nodes
     import torch
     spec = r.world.WorldSpec.from_dict(case["world"])
     want = quality.expected_objects(r.world, case["target"], spec)
-    lat = nodes.EmptyLatentImage().generate(spec.size, spec.size, samples)[0]
     with torch.inference_mode():
-        out = nodes.common_ksampler(r.model, seed, case["steps"], case["cfg"], "ddim", "ddim_uniform",
-                                    r.tl.encode(r.clip, case["target"]), r.tl.encode(r.clip, ""), lat)[0]
+        frames = r.tl.text_to_image_u8(r.model, r.clip, r.vae, case["target"], samples, case["steps"], case["cfg"],
+                                       seed, spec.size)
     ok = []
-    for f in r.decode(out):
+    for f in frames:
         if len(want) == 1:
             got = r.oracle.classify(f)
             ok.append((got["colour"], got["shape"]) == tuple(want[0]))

@@ -153,12 +153,21 @@ def noise_inversion(model, clip, source, noise, steps=5, cfg=7.5):
 TOY_CKPT = "toy_world_sd1.safetensors"
 
 
+def text_to_image_u8(model, clip, vae, text, n, steps, cfg, seed, size=64):
+    """`n` text-to-image samples of `text` as the toy accuracy figures draw them: core KSampler
+    (ddim, ddim_uniform, empty negative) -> uint8 [n, size, size, 3] for the pixel oracles."""
+    import nodes
+    lat = nodes.EmptyLatentImage().generate(size, size, n)[0]
+    out = nodes.common_ksampler(model, seed, steps, cfg, "ddim", "ddim_uniform", encode(clip, text),
+                                encode(clip, ""), lat)[0]
+    return decode_u8(vae, out["samples"])
+
+
 def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
     """Text-to-image accuracy of a toy-world model by the pixel oracles: core KSampler (ddim,
     ddim_uniform) for every colour x shape pair, backgrounds cycling. -> (colour acc, shape acc, rows
     (colour, shape, colour read, shape read, area read px)))."""
     import itertools
-    import nodes
     world, oracle = pack().vp2p_toy.world, pack().vp2p_toy.oracle
     rows = []
     bgs = list(itertools.product(world.BACKGROUNDS, world.BG_COLOURS))
@@ -166,10 +175,7 @@ def toy_accuracy(model, clip, vae, per_pair=2, steps=50, cfg=7.5, seed=0):
     for i, (colour, shape) in enumerate(itertools.product(world.COLOURS, world.SHAPES)):
         bg, bgc = bgs[i % len(bgs)]
         text = world.caption(colour, shape, bg, bgc)
-        lat = nodes.EmptyLatentImage().generate(size, size, per_pair)[0]
-        out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, text),
-                                    encode(clip, ""), lat)[0]
-        for f in decode_u8(vae, out["samples"]):
+        for f in text_to_image_u8(model, clip, vae, text, per_pair, steps, cfg, seed + i, size):
             got = oracle.classify(f)
             rows.append((colour, shape, got["colour"], got["shape"], got["area"]))
     n = len(rows)
@@ -300,7 +306,6 @@ def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=
     `captions` random two-object worlds (rng `caption_seed`: not the training captions' seeds).
     -> (share of samples with both objects right, rows (expected [(c, s), (c2, s2)], found [(c, s)],
     both right); `with_objects`: each row also holds find_objects' dicts, masks dropped)."""
-    import nodes
     import numpy as np
     world, oracle = pack().vp2p_toy.world, pack().vp2p_toy.oracle
     rng = np.random.default_rng(caption_seed)
@@ -308,10 +313,7 @@ def toy_two_object_accuracy(model, clip, vae, captions=12, per_caption=3, steps=
     for i in range(captions):
         spec = world.random_spec(rng, frames=1, motion=False, objects=2)
         want = [(o.colour, o.shape) for o in spec.objects()]
-        lat = nodes.EmptyLatentImage().generate(spec.size, spec.size, per_caption)[0]
-        out = nodes.common_ksampler(model, seed + i, steps, cfg, "ddim", "ddim_uniform", encode(clip, spec.caption),
-                                    encode(clip, ""), lat)[0]
-        for f in decode_u8(vae, out["samples"]):
+        for f in text_to_image_u8(model, clip, vae, spec.caption, per_caption, steps, cfg, seed + i, spec.size):
             found = oracle.find_objects(f, k=2)
             row = (want, [(o["colour"], o["shape"]) for o in found], oracle.matches(found, want))
             rows.append(row + ([{k: v for k, v in o.items() if k != "mask"} for o in found],) if with_objects else row)
