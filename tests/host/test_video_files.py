@@ -3,6 +3,7 @@ core's video nodes (LoadVideo, GetVideoComponents, CreateVideo, SaveVideo). File
 with PyAV directly (codec, pixel format, audio channels, metadata tags)."""
 import json
 import os
+import sys
 from fractions import Fraction
 
 import av
@@ -62,8 +63,11 @@ def indir(tmp_path):
 def save_node(prompt=None, extra_pnginfo=None):
     """Save Video (VP2P) as ComfyUI's executor runs it: a clone of the class holding the hidden inputs."""
     from comfy_api.v0_0_2 import io
-    return tl.pack_nodes.video.VP2PSaveVideo.PREPARE_CLASS_CLONE({io.Hidden.prompt: prompt,
-                                                                 io.Hidden.extra_pnginfo: extra_pnginfo})
+    hidden = {io.Hidden.prompt: prompt, io.Hidden.extra_pnginfo: extra_pnginfo}
+    # ComfyUI 0.8 passes the executor's "v3 data" (hidden inputs under "hidden_inputs"); 0.3.x the hidden dict
+    node = tl.pack_nodes.video.VP2PSaveVideo
+    holder = sys.modules[node.PREPARE_CLASS_CLONE.__func__.__module__].HiddenHolder
+    return node.PREPARE_CLASS_CLONE({"hidden_inputs": hidden} if hasattr(holder, "from_v3_data") else hidden)
 
 
 def save_clip(frames=12, fps=8.0, audio=True, prefix="vp2p/clip", **hidden):
