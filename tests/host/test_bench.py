@@ -87,6 +87,22 @@ def test_target_t2i_on_a_user_case_file(tmp_path):
     assert "mean over 2 cases" in r.stdout
 
 
+def test_tune_fit_on_a_user_case_file(tmp_path):
+    """The rates pair up on the same seeded draws: a rate too small to move the weights gives the
+    untuned losses (to the printed digits), a large one changes them."""
+    cases = {"defaults": {"tune_steps": 4},
+             "cases": [{"name": "mine", "target": "a blue circle on a striped gray background",
+                        "world": {"shape": "circle", "colour": "red", "frames": 2}}]}
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps(cases))
+    r = run("tune_fit.py", "--cases", str(path), "--lrs", "1e-11", "1e-2", "--threads", "1")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert any(x.startswith("mine ") and " 4 steps " in x for x in r.stdout.splitlines()), r.stdout
+    ratio = {x.split()[1].rstrip(":"): float(x.split()[3].rstrip("x")) for x in r.stdout.splitlines()
+             if x.startswith("lr ")}
+    assert ratio["1e-11"] == 1.0 and ratio["0.01"] != 1.0, r.stdout
+
+
 def test_quality_bench_rejects_a_case_without_target(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"cases": [{"name": "x", "world": {"shape": "circle"}}]}))
