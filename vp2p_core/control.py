@@ -125,9 +125,6 @@ class AttentionReweight(AttentionControl):
         base = self.prev.replace_cross(p_src, p_tgt) if self.prev is not None else p_src
         return base * self.equalizer.to(base.device, base.dtype)
 
-    def is_identity(self):
-        return super().is_identity()
-
 
 class LocalBlend:
     """Per-frame masks from the cross-attention of chosen words (source OR target words).
