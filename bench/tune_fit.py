@@ -19,12 +19,11 @@ import quality  # noqa: E402
 UNTUNED_LR = 1e-12
 
 
-def late_loss(r, case, latent, lr, steps):
-    """Mean tuning loss of the second half of `steps` at `lr` (case's source prompt and seed)."""
+def late_loss(r, latent, cond, seed, lr, steps):
+    """Mean tuning loss of the second half of `steps` at `lr`."""
     import torch
     with torch.inference_mode():
-        _, losses = r.tune.tune_on_video(r.inflated(), latent, r.tl.encode(r.clip, case["source"]), steps, lr,
-                                         case["seed"])
+        _, losses = r.tune.tune_on_video(r.inflated(), latent, cond, steps, lr, seed)
     tail = losses[len(losses) // 2:]
     return sum(tail) / len(tail)
 
@@ -50,10 +49,11 @@ def main():
     for case in cases:
         _, _, latent, _ = r.prepare(case)
         steps = a.steps or case["tune_steps"]
-        base = late_loss(r, case, latent, UNTUNED_LR, steps)
+        cond = r.tl.encode(r.clip, case["source"])
+        base = late_loss(r, latent, cond, case["seed"], UNTUNED_LR, steps)
         row = []
         for lr in a.lrs:
-            loss = late_loss(r, case, latent, lr, steps)
+            loss = late_loss(r, latent, cond, case["seed"], lr, steps)
             ratios[lr].append(loss / base)
             row.append(f"{lr:g} {loss:.4f}")
         print(f"{case['name']:<24} {steps} steps  untuned {base:.4f}  " + "  ".join(row), flush=True)
