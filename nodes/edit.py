@@ -52,7 +52,7 @@ class VP2PController(io.ComfyNode):
                     "Local blend: comma-separated words (of either prompt) whose attention marks the region "
                     "that may change; outside it every frame keeps the source. Empty = no blend."),
                 io.Float.Input("blend_threshold", default=0.3, min=0.0, max=1.0, step=0.05, tooltip=
-                    "Local blend mask = normalised attention of the blend words above this value. "
+                    "Local blend mask = normalised attention of the blend words above this value (below 1). "
                     "Raise it if too much changes, lower it if the edit is cut off."),
                 io.Float.Input("blend_start", default=0.2, min=0.0, max=1.0, step=0.05, tooltip=
                     "Fraction of steps after which the local blend is applied."),

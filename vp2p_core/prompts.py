@@ -183,6 +183,10 @@ def build_controller(encode, source_text, target_text, mode, cross_replace, self
     blend = None
     bwords = parse_words(blend_words)
     if bwords:
+        if blend_threshold >= 1.0:
+            fail(f"blend_threshold {blend_threshold:g} masks nothing (the blend words' attention is scaled to a "
+                 "maximum of 1 and must exceed the threshold), so every frame would stay the source: use a "
+                 "value below 1 (the reference's is 0.3), or clear blend_words for no blend.")
         src_t, tgt_t = blend_tokens(encode, source_text, target_text, bwords, blend_maps or BLEND_BOTH)
         blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=blend_start)
     kw["local_blend"] = blend

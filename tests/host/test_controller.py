@@ -69,6 +69,10 @@ def test_blend_words(tiny):
     assert lb is not None and list(lb.src_tokens) == [3] and list(lb.tgt_tokens) == [3]
     with pytest.raises(tl.InputError, match="neither prompt"):
         build(tiny[1], "a red circle", "a blue circle", blend_words="square")
+    with pytest.raises(tl.InputError, match=r"P2P Controller: blend_threshold 1 masks nothing.*below 1"):
+        build(tiny[1], "a red circle", "a blue circle", blend_words="circle", blend_threshold=1.0)
+    assert build(tiny[1], "a red circle", "a blue circle", blend_words="circle", blend_threshold=0.95)[0] \
+        .controller.local_blend.threshold == 0.95
 
 
 PRESET_SWAP = "swap + reweight + blend (official)"
