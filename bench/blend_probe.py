@@ -43,7 +43,7 @@ def main():
         if not case["blend_words"]:
             continue
         video, truth, latent, want = r.prepare(case)
-        tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
+        tuned = r.tune_case(r.inflated(), latent, case)
         with torch.inference_mode():
             inv, _ = r.inv.invert_video(tuned, latent, r.tl.encode(r.clip, case["source"]),
                                         r.tl.encode(r.clip, ""), case["steps"], case["cfg"], "null-text",

@@ -32,7 +32,7 @@ def main():
             continue
         r.inversions = {}
         video, truth, latent, _ = r.prepare(case)
-        tuned = r.tune_case(r.infl.inflate(r.model, True, True, 0, 0), latent, case)
+        tuned = r.tune_case(r.inflated(), latent, case)
         ctrl = r.controller(case)
         with r.tl.recording_blend_mask(ctrl) as seen:
             _, edited, _ = r.edit(tuned, latent, case, ctrl, mode="direct-inversion")

@@ -186,11 +186,17 @@ class Runner:
         """The video model as Inflate T2S Model makes it (frame and temporal attention), untuned."""
         return self.infl.inflate(self.model, True, True, 0, 0)
 
-    def tune_case(self, inflated, latent, case):
+    def tuning(self, inflated, latent, case, steps=None, lr=None):
+        """Tune On Video on the case's source prompt and seed (its steps and rate unless given)
+        -> (tuned model, loss per step)."""
         import torch
         with torch.inference_mode():
             return self.tune.tune_on_video(inflated, latent, self.tl.encode(self.clip, case["source"]),
-                                           case["tune_steps"], case["tune_lr"], case["seed"])[0]
+                                           case["tune_steps"] if steps is None else steps,
+                                           case["tune_lr"] if lr is None else lr, case["seed"])
+
+    def tune_case(self, inflated, latent, case):
+        return self.tuning(inflated, latent, case)[0]
 
     def edit_metrics(self, edited, video, truth, want):
         """Oracle metrics of an edited LATENT: -> {edit_success, bg_psnr, flicker} (+ keep_psnr,

@@ -19,11 +19,9 @@ import quality  # noqa: E402
 UNTUNED_LR = 1e-12
 
 
-def late_loss(r, latent, cond, seed, lr, steps):
+def late_loss(r, case, latent, lr, steps):
     """Mean tuning loss of the second half of `steps` at `lr`."""
-    import torch
-    with torch.inference_mode():
-        _, losses = r.tune.tune_on_video(r.inflated(), latent, cond, steps, lr, seed)
+    _, losses = r.tuning(r.inflated(), latent, case, steps, lr)
     tail = losses[len(losses) // 2:]
     return sum(tail) / len(tail)
 
@@ -49,11 +47,10 @@ def main():
     for case in cases:
         _, _, latent, _ = r.prepare(case)
         steps = a.steps or case["tune_steps"]
-        cond = r.tl.encode(r.clip, case["source"])
-        base = late_loss(r, latent, cond, case["seed"], UNTUNED_LR, steps)
+        base = late_loss(r, case, latent, UNTUNED_LR, steps)
         row = []
         for lr in a.lrs:
-            loss = late_loss(r, latent, cond, case["seed"], lr, steps)
+            loss = late_loss(r, case, latent, lr, steps)
             ratios[lr].append(loss / base)
             row.append(f"{lr:g} {loss:.4f}")
         print(f"{case['name']:<24} {steps} steps  untuned {base:.4f}  " + "  ".join(row), flush=True)
