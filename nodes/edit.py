@@ -89,10 +89,12 @@ class VP2PController(io.ComfyNode):
     def execute(cls, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
                 reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
                 previous=None, preset=prompts.CUSTOM, blend_maps=prompts.BLEND_BOTH):
-        return io.NodeOutput(*text.build_control(
-            clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words, reweight_scales,
-            blend_words, blend_threshold, blend_start, controlled_layers, map_words, previous=previous,
-            preset=preset, blend_maps=blend_maps))
+        settings = prompts.EditSettings(
+            source_text=source_text, target_text=target_text, mode=mode, cross_replace=cross_replace,
+            self_replace=self_replace, reweight_words=reweight_words, reweight_scales=reweight_scales,
+            blend_words=blend_words, blend_threshold=blend_threshold, blend_start=blend_start,
+            controlled_layers=controlled_layers, map_words=map_words, preset=preset, blend_maps=blend_maps)
+        return io.NodeOutput(*text.build_control(clip, settings, previous=previous))
 
 
 def _cfg_input():

@@ -1,13 +1,13 @@
 """The P2P Controller's widget grammar, in one place: word and scale lists, presets, the
-controlled-layer choices, and how the widgets become an attention controller. The node
+controlled-layer choices, and how the settings become an attention controller. The node
 (through the host layer's CLIP access) and the editor's live preview (POST /vp2p/align) both
-call these functions, so they cannot disagree.
+build one `EditSettings` and call these functions, so they cannot disagree.
 
 `encode(text) -> [token ids]` (without BOS/EOS) is the only thing taken from the text encoder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -32,6 +32,7 @@ LAYER_CHOICES = {
     "cross only": ("cross",),
     "cross+frame": ("cross", "frame"),
 }
+PAPER_LAYERS = "cross+temporal (paper)"
 
 
 # Presets carry the settings of the official Video-P2P edit configs: every official edit wraps
@@ -87,38 +88,56 @@ def blend_tokens(encode, source_text, target_text, words, maps=BLEND_BOTH):
     return src_t, tgt_t
 
 
-def resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
-                   reweight_scales, blend_words, blend_threshold, blend_start):
-    """The widget values a preset turns the inputs into (unchanged for 'custom'); the editor preview
-    uses the same function. Returns a dict of the widget names above, with mode 'reweight' plus
-    'base_mode' (swap/refine) for the presets."""
-    vals = dict(mode=mode, cross_replace=cross_replace, self_replace=self_replace, reweight_words=reweight_words,
-                reweight_scales=reweight_scales, blend_words=blend_words, blend_threshold=blend_threshold,
-                blend_start=blend_start, base_mode=None)
-    preset = preset or CUSTOM
+@dataclass(frozen=True)
+class EditSettings:
+    """The P2P Controller's settings by name, from the node's widgets (or the editor preview's
+    request) to the controller: one object instead of a positional widget list."""
+    source_text: str
+    target_text: str
+    mode: str = "swap"
+    cross_replace: float = 0.2
+    self_replace: float = 0.5
+    reweight_words: str = ""
+    reweight_scales: str = ""
+    blend_words: str = ""
+    blend_threshold: float = 0.3
+    blend_start: float = 0.2
+    controlled_layers: str = PAPER_LAYERS
+    map_words: str = ""
+    preset: str = CUSTOM
+    blend_maps: str = BLEND_BOTH
+
+
+def resolve_preset(settings: EditSettings) -> tuple[EditSettings, str | None]:
+    """-> (the settings a preset turns these into, base mode swap/refine); unchanged and None for
+    'custom'. A preset's settings have mode 'reweight' on top of the base mode. The editor
+    preview uses the same function."""
+    preset = settings.preset or CUSTOM
     if preset not in PRESETS:
         fail(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}.")
     p = PRESETS[preset]
     if p is None:
-        return vals
+        return settings, None
+    source_text, target_text = settings.source_text, settings.target_text
     n_src, n_tgt = len(sa.split_words(source_text)), len(sa.split_words(target_text))
     base = p["mode"] if p["mode"] != "auto" else ("swap" if n_src == n_tgt else "refine")
     if base == "swap" and n_src != n_tgt:
         fail(f"preset '{preset}' swaps words, but the prompts have {n_src} and {n_tgt} words: use the "
                    "refine preset to add or remove words.")
     src_changed, tgt_changed = sa.changed_words(source_text, target_text)
-    if not (reweight_words or "").strip() and not tgt_changed:
+    reweight_words = (settings.reweight_words or "").strip()
+    if not reweight_words and not tgt_changed:
         fail(f"preset '{preset}' reweights the target's new words, but no word of the target is new: "
                    "set reweight_words, or use preset 'custom'.")
-    vals.update(mode="reweight", base_mode=base, cross_replace=p["cross_replace"], self_replace=p["self_replace"],
-                blend_threshold=PRESET_COMMON["blend_threshold"], blend_start=PRESET_COMMON["blend_start"])
-    if not (reweight_words or "").strip():
-        vals["reweight_words"] = ", ".join(tgt_changed)
-    if not (reweight_scales or "").strip():
-        vals["reweight_scales"] = PRESET_COMMON["reweight_scales"]
-    if not (blend_words or "").strip():
-        vals["blend_words"] = ", ".join(dict.fromkeys(src_changed + tgt_changed))
-    return vals
+    out = replace(settings, mode="reweight", cross_replace=p["cross_replace"], self_replace=p["self_replace"],
+                  blend_threshold=PRESET_COMMON["blend_threshold"], blend_start=PRESET_COMMON["blend_start"])
+    if not reweight_words:
+        out = replace(out, reweight_words=", ".join(tgt_changed))
+    if not (settings.reweight_scales or "").strip():
+        out = replace(out, reweight_scales=PRESET_COMMON["reweight_scales"])
+    if not (settings.blend_words or "").strip():
+        out = replace(out, blend_words=", ".join(dict.fromkeys(src_changed + tgt_changed)))
+    return out, base
 
 
 def parse_words(s: str) -> list[str]:
@@ -162,33 +181,28 @@ class VP2PControl:
         return self.target_cond.shape[-1]
 
 
-def build_controller(encode, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
-                     reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-                     previous: VP2PControl | None = None, preset=CUSTOM, blend_maps=BLEND_BOTH):
-    """The widgets -> (AttentionControl, map tokens, mode label)."""
+def build_controller(encode, settings: EditSettings, previous: VP2PControl | None = None):
+    """The settings -> (AttentionControl, map tokens, mode label)."""
+    source_text, target_text = settings.source_text, settings.target_text
     if not source_text.strip() or not target_text.strip():
         fail("source_text and target_text must not be empty.")
-    base_mode = None
-    if (preset or CUSTOM) != CUSTOM:
-        if previous is not None:
-            fail(f"preset '{preset}' builds its own swap/refine + reweight chain: disconnect "
-                       "'previous', or use preset 'custom'.")
-        v = resolve_preset(preset, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
-                           reweight_scales, blend_words, blend_threshold, blend_start)
-        mode, cross_replace, self_replace = v["mode"], v["cross_replace"], v["self_replace"]
-        reweight_words, reweight_scales, blend_words = v["reweight_words"], v["reweight_scales"], v["blend_words"]
-        blend_threshold, blend_start, base_mode = v["blend_threshold"], v["blend_start"], v["base_mode"]
-    kw = dict(cross_replace=cross_replace, self_replace=self_replace,
-              layers=LAYER_CHOICES[controlled_layers])
+    preset = settings.preset or CUSTOM
+    if preset != CUSTOM and previous is not None:
+        fail(f"preset '{preset}' builds its own swap/refine + reweight chain: disconnect "
+                   "'previous', or use preset 'custom'.")
+    settings, base_mode = resolve_preset(settings)
+    mode, blend_threshold = settings.mode, settings.blend_threshold
+    kw = dict(cross_replace=settings.cross_replace, self_replace=settings.self_replace,
+              layers=LAYER_CHOICES[settings.controlled_layers])
     blend = None
-    bwords = parse_words(blend_words)
+    bwords = parse_words(settings.blend_words)
     if bwords:
         if blend_threshold >= 1.0:
             fail(f"blend_threshold {blend_threshold:g} masks nothing (the blend words' attention is scaled to a "
                  "maximum of 1 and must exceed the threshold), so every frame would stay the source: use a "
                  "value below 1 (the reference's is 0.3), or clear blend_words for no blend.")
-        src_t, tgt_t = blend_tokens(encode, source_text, target_text, bwords, blend_maps or BLEND_BOTH)
-        blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=blend_start)
+        src_t, tgt_t = blend_tokens(encode, source_text, target_text, bwords, settings.blend_maps or BLEND_BOTH)
+        blend = vc.LocalBlend(src_t, tgt_t, threshold=blend_threshold, start=settings.blend_start)
     kw["local_blend"] = blend
     try:
         if mode == "swap":
@@ -197,10 +211,10 @@ def build_controller(encode, source_text, target_text, mode, cross_replace, self
             mapper, alphas = sa.refine_alignment(encode, source_text, target_text)
             ctrl = vc.AttentionRefine(mapper, alphas, **kw)
         else:
-            words = parse_words(reweight_words)
+            words = parse_words(settings.reweight_words)
             if not words:
                 fail("mode reweight needs reweight_words (comma-separated words of the target prompt).")
-            eq = sa.equalizer(encode, target_text, words, parse_scales(reweight_scales, len(words)))
+            eq = sa.equalizer(encode, target_text, words, parse_scales(settings.reweight_scales, len(words)))
             prev = None
             if previous is not None:
                 if previous.target_text.strip() != target_text.strip() or \
@@ -224,7 +238,7 @@ def build_controller(encode, source_text, target_text, mode, cross_replace, self
         raise PromptError(str(e)) from None
     if previous is not None and mode != "reweight":
         fail("only mode 'reweight' can be chained on a previous controller.")
-    labels = parse_words(map_words) or default_map_words(source_text, target_text) or bwords
+    labels = parse_words(settings.map_words) or default_map_words(source_text, target_text) or bwords
     map_tokens = []
     for w in labels:
         t = sa.token_indices(encode, target_text, w)
@@ -246,25 +260,24 @@ def preview(encode, body: dict) -> dict:
     if not isinstance(body, dict):
         return {"ok": False, "error": "expected a JSON object"}
     text = lambda key: str(body.get(key) or "")  # noqa: E731
-    mode = text("mode") or "swap"
-    if mode not in MODES:
-        return {"ok": False, "error": f"unknown mode {mode!r}"}
-    preset = text("preset") or CUSTOM
+    settings = EditSettings(source_text=text("source"), target_text=text("target"), mode=text("mode") or "swap",
+                            reweight_words=text("reweight_words"), reweight_scales=text("reweight_scales"),
+                            blend_words=text("blend_words"), preset=text("preset") or CUSTOM)
+    if settings.mode not in MODES:
+        return {"ok": False, "error": f"unknown mode {settings.mode!r}"}
     label = None
-    reweight_words, reweight_scales, blend_words = text("reweight_words"), text("reweight_scales"), text("blend_words")
     try:
-        if preset != CUSTOM:     # what the preset turns the widgets into
-            v = resolve_preset(preset, text("source"), text("target"), mode, 0.0, 0.0, reweight_words,
-                               reweight_scales, blend_words, 0.0, 0.0)
-            reweight_words, reweight_scales, blend_words = v["reweight_words"], v["reweight_scales"], v["blend_words"]
-            mode, label = v["mode"], f"{v['base_mode']}+reweight ({preset})"
-        words = parse_words(reweight_words)
-        scales = parse_scales(reweight_scales, len(words)) if mode == "reweight" and words else \
-            [float(s) for s in parse_words(reweight_scales) or ["1"]]
+        settings, base_mode = resolve_preset(settings)     # what a preset turns the widgets into
+        if base_mode is not None:
+            label = f"{base_mode}+reweight ({settings.preset})"
+        mode, words = settings.mode, parse_words(settings.reweight_words)
+        scales = parse_scales(settings.reweight_scales, len(words)) if mode == "reweight" and words else \
+            [float(s) for s in parse_words(settings.reweight_scales) or ["1"]]
     except (PromptError, ValueError) as e:
         return {"ok": False, "error": str(e) if isinstance(e, PromptError) else
                 "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
-    out = sa.describe(encode, text("source"), text("target"), mode, words, parse_words(blend_words), scales)
+    out = sa.describe(encode, settings.source_text, settings.target_text, mode, words,
+                      parse_words(settings.blend_words), scales)
     if label is not None:
         out["mode"] = label
     return out

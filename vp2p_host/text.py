@@ -1,6 +1,6 @@
 """CLIP and tokenizer access: the token ids the prompt alignment needs, the conditioning the
 P2P Controller outputs (CLIP Text Encode's, tagged with its text), and the controller built
-from its widgets (vp2p_core.prompts) with this CLIP."""
+from its settings (vp2p_core.prompts.EditSettings) with this CLIP."""
 from __future__ import annotations
 
 import functools
@@ -50,12 +50,11 @@ def conditioning_text(conditioning) -> str | None:
     return text if isinstance(text, str) else None
 
 
-def build_control(clip, source_text, target_text, mode, *widgets, previous=None, preset=prompts.CUSTOM,
-                  blend_maps=prompts.BLEND_BOTH):
+def build_control(clip, settings: prompts.EditSettings, previous=None):
     """The P2P Controller: -> (VP2P_CONTROLLER, source CONDITIONING, target CONDITIONING).
     Each prompt is encoded once; the source's embedding reaches the sampler through the inversion."""
-    ctrl, map_tokens, label = prompts.build_controller(clip_encoder(clip), source_text, target_text, mode, *widgets,
-                                                       previous=previous, preset=preset, blend_maps=blend_maps)
-    src = encode_text(clip, source_text)
-    tgt = encode_text(clip, target_text)
-    return prompts.VP2PControl(ctrl, source_text, target_text, tgt[0][0], map_tokens, label), src, tgt
+    ctrl, map_tokens, label = prompts.build_controller(clip_encoder(clip), settings, previous=previous)
+    src = encode_text(clip, settings.source_text)
+    tgt = encode_text(clip, settings.target_text)
+    spec = prompts.VP2PControl(ctrl, settings.source_text, settings.target_text, tgt[0][0], map_tokens, label)
+    return spec, src, tgt

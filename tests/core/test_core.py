@@ -1,5 +1,6 @@
 """The method floor alone: sampling loops, the controller's widget grammar, local blend as a
 step hook, the attention-hook protocol, the toy world; no ComfyUI is booted or imported."""
+import dataclasses
 import sys
 
 import pytest
@@ -126,21 +127,21 @@ def test_widget_grammar_is_shared_by_node_and_preview():
     with pytest.raises(prompts.PromptError, match="one scale, or one per word"):
         prompts.parse_scales("1, 2", 3)
     src, tgt = "a man riding a bike", "a man riding a motorbike"
-    ctrl, maps, label = prompts.build_controller(encode, src, tgt, "swap", 0.2, 0.5, "", "", "bike, motorbike", 0.3,
-                                                 0.2, "cross+temporal (paper)", "")
+    settings = prompts.EditSettings(src, tgt, "swap", 0.2, 0.5, blend_words="bike, motorbike")
+    ctrl, maps, label = prompts.build_controller(encode, settings)
     assert isinstance(ctrl, vc.AttentionReplace) and ctrl.local_blend is not None and label == "swap"
     assert [m[0] for m in maps] == ["motorbike"]
     # a blend word in neither prompt: an error in the node, flagged in the preview
     with pytest.raises(prompts.PromptError, match="neither prompt"):
-        prompts.build_controller(encode, src, tgt, "swap", 0.2, 0.5, "", "", "car", 0.3, 0.2,
-                                 "cross+temporal (paper)", "")
+        prompts.build_controller(encode, dataclasses.replace(settings, blend_words="car"))
     out = prompts.preview(encode, {"source": src, "target": tgt, "mode": "swap", "blend_words": "car"})
     assert any("neither prompt" in w for w in out["warnings"])
     ok = prompts.preview(encode, {"source": src, "target": tgt, "mode": "swap", "blend_words": "bike"})
     assert ok["ok"], ok
     # presets resolve the same way in both
-    v = prompts.resolve_preset("swap + reweight + blend (official)", src, tgt, "swap", 0, 0, "", "", "", 0, 0)
-    assert v["mode"] == "reweight" and v["base_mode"] == "swap" and v["reweight_words"] == "motorbike"
+    v, base = prompts.resolve_preset(prompts.EditSettings(src, tgt, preset="swap + reweight + blend (official)"))
+    assert v.mode == "reweight" and base == "swap" and v.reweight_words == "motorbike"
+    assert (v.cross_replace, v.self_replace, v.blend_threshold, v.blend_start) == (0.2, 0.5, 0.3, 0.2)
     pv = prompts.preview(encode, {"source": src, "target": tgt, "preset": "swap + reweight + blend (official)"})
     assert pv["ok"] and pv["mode"].startswith("swap+reweight")
 
@@ -151,15 +152,16 @@ def test_blend_maps_source_reads_shared_words_on_the_source_only():
     src, tgt = "a red car on a road", "a blue car on a road"
     car_s, car_t = sa.token_indices(encode, src, "car"), sa.token_indices(encode, tgt, "car")
     assert car_s and car_t
-    args = (encode, src, tgt, "swap", 0.2, 0.5, "", "", "car, blue", 0.3, 0.2, "cross+temporal (paper)", "")
-    both = prompts.build_controller(*args)[0].local_blend
-    source = prompts.build_controller(*args, blend_maps=prompts.BLEND_SOURCE)[0].local_blend
+    settings = prompts.EditSettings(src, tgt, blend_words="car, blue")
+    both = prompts.build_controller(encode, settings)[0].local_blend
+    source = prompts.build_controller(encode, dataclasses.replace(settings, blend_maps=prompts.BLEND_SOURCE))[0].local_blend
     blue = sa.token_indices(encode, tgt, "blue")
     assert both.src_tokens == source.src_tokens == car_s
     assert sorted(both.tgt_tokens) == sorted(car_t + blue) and source.tgt_tokens == blue
-    assert prompts.build_controller(*args, blend_maps=prompts.BLEND_BOTH)[0].local_blend.tgt_tokens == both.tgt_tokens
+    assert prompts.build_controller(encode, dataclasses.replace(settings, blend_maps=prompts.BLEND_BOTH))[0] \
+        .local_blend.tgt_tokens == both.tgt_tokens
     with pytest.raises(prompts.PromptError, match="blend_maps"):
-        prompts.build_controller(*args, blend_maps="target")
+        prompts.build_controller(encode, dataclasses.replace(settings, blend_maps="target"))
 
 
 def test_toy_world_renders_without_comfyui():

@@ -32,7 +32,7 @@ def tiny_controlnet(model, seed=0):
 def setup(tiny):
     model, clip, _ = tiny
     noise = torch.randn(FRAMES, 4, H, W, generator=torch.Generator().manual_seed(5))
-    spec, src, tgt = tl.host.text.build_control(clip, SOURCE, TARGET, "swap", *WIDGETS.values())
+    spec, src, tgt = tl.host.text.build_control(clip, tl.core.prompts.EditSettings(SOURCE, TARGET, "swap", **WIDGETS))
     inv = tl.noise_inversion(model, clip, SOURCE, noise, steps=STEPS)
     hint = torch.rand(FRAMES, H * 8, W * 8, 3, generator=torch.Generator().manual_seed(1))
     return model, clip, spec, src, tgt, inv, tiny_controlnet(model), hint
