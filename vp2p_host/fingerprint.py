@@ -24,7 +24,9 @@ def _update(h, name, t):
     h.update(repr(tuple(t.shape)).encode())
     flat = t.detach().reshape(-1)
     if flat.numel() > _SAMPLES:
-        idx = torch.linspace(0, flat.numel() - 1, _SAMPLES).long().to(flat.device)
+        # clamped: float32 positions round past the end for tensors over 2**24 values (SD1.5 has
+        # such weights); smaller tensors keep the positions (and fingerprints) they always had
+        idx = torch.linspace(0, flat.numel() - 1, _SAMPLES).long().clamp_(max=flat.numel() - 1).to(flat.device)
         flat = flat[idx]
     h.update(flat.float().cpu().numpy().tobytes())
 
