@@ -34,7 +34,7 @@ def main():
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--cfg", type=float, default=7.5)
     ap.add_argument("--threshold", type=float, default=0.3)
-    ap.add_argument("--mode", default="direct-inversion", help="inversion mode (direct-inversion, null-text, fast)")
+    ap.add_argument("--mode", default="direct-inversion", help="inversion mode (a key of vp2p_core.inversion.MODES)")
     ap.add_argument("--change", choices=["shape", "colour"], default="shape",
                     help="what the edit swaps: the object's shape word (the blend reads the source's map) or its "
                          "colour word (the shape word stays: the blend reads both branches' maps)")

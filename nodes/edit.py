@@ -5,6 +5,7 @@ from comfy_api.v0_0_2 import io
 
 from ..vp2p_core import prompts
 from ..vp2p_host import sampling, text
+from . import legacy
 from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_options, named
 
 CONTROLLER = "P2P Controller"
@@ -68,6 +69,7 @@ class VP2PController(io.ComfyNode):
                                tooltip=prompts.PRESET_HELP),
                 io.Combo.Input("blend_maps", options=list(prompts.BLEND_MAPS), default=prompts.BLEND_BOTH,
                                optional=True, tooltip=prompts.BLEND_MAPS_HELP),
+                io.String.Input("word_windows", default="", optional=True, tooltip=prompts.WORD_WINDOWS_HELP),
             ],
             outputs=[
                 Controller.Output(display_name="controller", tooltip=
@@ -88,12 +90,13 @@ class VP2PController(io.ComfyNode):
     @named(CONTROLLER)
     def execute(cls, clip, source_text, target_text, mode, cross_replace, self_replace, reweight_words,
                 reweight_scales, blend_words, blend_threshold, blend_start, controlled_layers, map_words,
-                previous=None, preset=prompts.CUSTOM, blend_maps=prompts.BLEND_BOTH):
+                previous=None, preset=prompts.CUSTOM, blend_maps=prompts.BLEND_BOTH, word_windows=""):
         settings = prompts.EditSettings(
             source_text=source_text, target_text=target_text, mode=mode, cross_replace=cross_replace,
             self_replace=self_replace, reweight_words=reweight_words, reweight_scales=reweight_scales,
             blend_words=blend_words, blend_threshold=blend_threshold, blend_start=blend_start,
-            controlled_layers=controlled_layers, map_words=map_words, preset=preset, blend_maps=blend_maps)
+            controlled_layers=controlled_layers, map_words=map_words, preset=preset, blend_maps=blend_maps,
+            word_windows=word_windows or "")
         return io.NodeOutput(*text.build_control(clip, settings, previous=previous))
 
 
@@ -127,10 +130,7 @@ class VP2PDecoupledSampler(io.ComfyNode):
             is_experimental=EXPERIMENTAL,
             inputs=_edit_inputs() + [
                 _cfg_input(),
-                io.Combo.Input("branch_batching", options=["auto", "batched", "source-first"], tooltip=
-                    "Kept for saved workflows; every value gives the same edit: ComfyUI's sampler "
-                    "evaluates the source branch, then the target branch (each with its unconditional "
-                    "half, batched by ComfyUI's calc_cond_batch), caching the source attention."),
+                legacy.branch_batching_input(),
             ] + _branch_inputs(),
             outputs=[
                 io.Latent.Output(display_name="edited", tooltip="The edited video (one latent per frame)."),

@@ -3,13 +3,19 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
+from ..vp2p_core.inversion import MODES
+from ..vp2p_host import cache as stage_cache
 from ..vp2p_host import inversion as inversions
 from ..vp2p_host import store
-from ._common import CATEGORY, EXPERIMENTAL, Inversion, check_options, named
+from . import legacy
+from ._common import CATEGORY, EXPERIMENTAL, Inversion, named, prefix_check
 
 INVERT = "Shared Null-Text Invert"
 SAVE = "Save Inversion (VP2P)"
 LOAD = "Load Inversion (VP2P)"
+MODE_OPTIONS = [m for m, spec in MODES.items() if spec.offered]
+DEFAULT_MODE = "direct-inversion"
+MODE_HELP = " ".join(f"{m}: {MODES[m].summary}" for m in MODE_OPTIONS) + " " + legacy.INVERSION_MODES_NOTE
 
 
 class VP2PSharedNullTextInvert(io.ComfyNode):
@@ -36,13 +42,16 @@ class VP2PSharedNullTextInvert(io.ComfyNode):
                     "DDIM steps (scheduler ddim_uniform); use the same for editing."),
                 io.Float.Input("cfg", default=7.5, min=0.01, max=30.0, step=0.1, round=0.01, tooltip=
                     "The guidance scale the source branch will be sampled with."),
-                io.Combo.Input("mode", options=list(inversions.NODE_MODES), default=inversions.DEFAULT_MODE,
-                               tooltip=inversions.MODE_HELP),
+                io.Combo.Input("mode", options=MODE_OPTIONS, default=DEFAULT_MODE, tooltip=MODE_HELP),
                 io.Int.Input("inner_iterations", default=10, min=1, max=100, tooltip=
                     "Max optimiser updates per step (null-text), with early stopping."),
                 io.Int.Input("fixed_point_iterations", default=0, min=0, max=20, optional=True, tooltip=
                     "Extra UNet calls per inversion step solving the DDIM step exactly (0 = the paper's "
                     "plain DDIM inversion). 2-3 make guidance-1 sampling retrace the video almost exactly."),
+                io.Boolean.Input("cache", default=False, optional=True, tooltip=
+                    "Reuse by content: if this MODEL, video, prompt and these settings were inverted before, load that result "
+                    "(output/video_p2p/cache/, checked like the loaders do) instead of inverting again; else invert and keep "
+                    "the result there. Off: compute every time."),
             ],
             outputs=[
                 Inversion.Output(display_name="inversion", tooltip=
@@ -55,15 +64,16 @@ class VP2PSharedNullTextInvert(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, mode=None):
-        # accepts the values earlier versions saved (LEGACY_MODES), which the combo no longer lists
-        if mode is None or mode in inversions.NODE_MODES or mode in inversions.LEGACY_MODES:
-            return True
-        return f"mode must be one of {', '.join(inversions.NODE_MODES)} (got {mode!r})"
+        return legacy.inversion_mode_check(mode, MODE_OPTIONS)
 
     @classmethod
     @named(INVERT)
     def execute(cls, model, latent, conditioning, empty_conditioning, steps=50, cfg=7.5,
-                mode=inversions.DEFAULT_MODE, inner_iterations=10, fixed_point_iterations=0):
+                mode=DEFAULT_MODE, inner_iterations=10, fixed_point_iterations=0, cache=False):
+        legacy.tell_renamed(INVERT, mode)
+        if cache:
+            return io.NodeOutput(*stage_cache.invert(model, latent, conditioning, empty_conditioning, steps, cfg,
+                                                     mode, inner_iterations, fixed_point_iterations))
         return io.NodeOutput(*inversions.invert_video(model, latent, conditioning, empty_conditioning, steps, cfg,
                                                       mode, inner_iterations, fixed_point_iterations))
 
@@ -84,6 +94,10 @@ class VP2PSaveInversion(io.ComfyNode):
             ],
             outputs=[],
         )
+
+    @classmethod
+    def validate_inputs(cls, filename_prefix=None):
+        return prefix_check(SAVE, filename_prefix, "inversion", store.SUBDIR)
 
     @classmethod
     @named(SAVE)
@@ -112,7 +126,9 @@ class VP2PLoadInversion(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, inversion_file=None):
-        return check_options(cls, inversion_file=inversion_file)
+        # not only "is it listed": a damaged or foreign file is named with what is wrong and the fix
+        problem = None if inversion_file is None else inversions.inversion_file_problem(inversion_file)
+        return True if problem is None else f"{LOAD}: {problem}"
 
     @classmethod
     def fingerprint_inputs(cls, inversion_file, **kwargs):

@@ -22,16 +22,68 @@ from .precision import LossScaler, needs_loss_scaling
 from .sampling import guided_ddim, vp_mse
 from .schedule import ddim_step, vp_scale
 
-# What each mode gives the source branch (the branch that must retrace the video):
-#   null-text         optimised null per step, sampled at the inversion's CFG (the paper)
-#   fast              no optimisation; the source branch is sampled at guidance 1 (the official
-#                     `--fast`; stored as nulls equal to the source prompt, which is the same)
-#   direct-inversion  no optimisation; after every step the source branch is put back on the
-#                     stored inversion trajectory (PnP Inversion, Ju et al. 2024)
-#   ddim-cfg          no optimisation; the empty prompt as null at the inversion's CFG: plain DDIM
-#                     inversion sampled with guidance, the ablation the paper compares against
-MODES = ("null-text", "fast", "direct-inversion", "ddim-cfg")
-GUIDANCE_ONE_MODES = ("fast",)
+# The modes differ in what the source branch (the one that must retrace the video) gets: fast is
+# the official `--fast` (stored as nulls equal to the source prompt: guided sampling at any cfg is
+# then guidance-1 sampling); direct-inversion is PnP Inversion (Ju et al. 2024); ddim-cfg is the
+# ablation the paper compares against.
+
+
+@dataclasses.dataclass(frozen=True)
+class InversionMode:
+    """What an inversion mode means, read by every floor (node combo and checks, host inversion
+    and sampler, benchmarks) instead of re-deriving it from the mode's name."""
+    nulls: str                  # per-step null: "optimised" (null-text), "source" or "empty" prompt
+    source_guidance: str        # the sampler's source branch: "cfg" (the inversion's) or "1"
+    keeps_trajectory: bool      # the trajectory is stored; the source branch is put back on it
+    offered: bool               # listed by the node (the others: benchmark ablations)
+    summary: str                # what it does, for the node's help
+    old_names: tuple = ()       # values earlier versions of the node saved for this mode
+    v1_file_names: tuple = ()   # names inversion files of format version 1 stored for it
+
+    @property
+    def optimises_null(self) -> bool:
+        return self.nulls == "optimised"
+
+    def source_cfg(self, cfg: float) -> float:
+        """Guidance of the source branch in the sampler (1: the unconditional half is skipped)."""
+        return 1.0 if self.source_guidance == "1" else float(cfg)
+
+
+# Adding a mode = one entry here (plus, where its flags do not describe it, a branch in invert()).
+MODES = {
+    "direct-inversion": InversionMode(
+        "empty", "1", True, True,
+        "no optimisation; the source branch is put back on the inversion trajectory after every step "
+        "(PnP Inversion), so it reconstructs the video exactly while the target edits (as "
+        "cheap as plain DDIM inversion; edits as null-text's on the toy benchmark)."),
+    "null-text": InversionMode(
+        "optimised", "cfg", False, True,
+        "optimise one null embedding per step shared by all frames (the paper; ~10x slower)."),
+    "fast": InversionMode(
+        "source", "1", False, True,
+        "the official fast mode, no optimisation, the source branch sampled at guidance 1.",
+        old_names=("negative-prompt",), v1_file_names=("negative-prompt",)),
+    "ddim-cfg": InversionMode(
+        "empty", "cfg", False, False,
+        "no optimisation; the empty prompt as null at the inversion's CFG: plain DDIM inversion sampled "
+        "with guidance, the ablation the paper compares against.",
+        v1_file_names=("fast",)),
+}
+
+
+def mode_named(name: str, file_version: str | None = None) -> str | None:
+    """Today's name for a mode value: a node value (old names included), or the mode stored in an
+    inversion file of `file_version`; None when unknown."""
+    if file_version is None:
+        renamed = {old: m for m, spec in MODES.items() for old in spec.old_names}
+    elif file_version == "1":
+        renamed = {old: m for m, spec in MODES.items() for old in spec.v1_file_names}
+    else:
+        renamed = {}
+    name = renamed.get(name, name)
+    return name if name in MODES else None
+
+
 LR = 1e-2
 EARLY_STOP = 1e-5
 EARLY_STOP_PER_STEP = 2e-5
@@ -170,7 +222,7 @@ def invert(denoise: Callable, cfg_denoise: Callable, x0: torch.Tensor, sigmas: t
            compute_dtype: torch.dtype | None = None) -> InversionResult:
     """Invert a video latent (model space, [F,4,h,w]) for CFG sampling at `cfg`.
 
-    mode "null-text": optimised nulls (shared by all frames, or one per frame with per_frame);
+    mode (a key of MODES) "null-text": optimised nulls (shared by all frames, or one per frame with per_frame);
     "fast": every null is the source `cond` (guided sampling then IS guidance-1 sampling; the
     reconstruction is computed at guidance 1); "direct-inversion": nulls are `empty` and the
     reconstruction is the end of the inversion trajectory, where the sampler's source branch
@@ -178,24 +230,25 @@ def invert(denoise: Callable, cfg_denoise: Callable, x0: torch.Tensor, sigmas: t
     sampled at `cfg` (plain DDIM inversion under guidance; an ablation).
     `empty`/`cond`: [1, tokens, C]. Needs grad mode only for "null-text"."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES} (got {mode!r})")
+        raise ValueError(f"mode must be one of {tuple(MODES)} (got {mode!r})")
+    spec = MODES[mode]
     n = len(sigmas) - 1
     frames = x0.shape[0]
     traj = ddim_invert(denoise, x0, sigmas, cond, fixed_point_iterations, check, on_step)
     skipped = 0
-    if mode == "null-text":
+    if spec.optimises_null:
         nulls, recon, losses, iters, skipped = optimise_nulls(
             denoise, cfg_denoise, traj, sigmas, cond, empty, cfg, inner_iterations, per_frame, check, on_step,
             compute_dtype)
     else:
-        base = (cond if mode in GUIDANCE_ONE_MODES else empty).detach().float()
+        base = (cond if spec.nulls == "source" else empty).detach().float()
         one = base.repeat(frames, 1, 1) if per_frame else base
         nulls = one.unsqueeze(0).repeat(n, 1, 1, 1)
-        if mode == "direct-inversion":
+        if spec.keeps_trajectory:
             recon, losses = traj[n], [0.0] * n
         else:
-            g = 1.0 if mode in GUIDANCE_ONE_MODES else cfg
-            recon, losses = guided_ddim(cfg_denoise, traj[0], sigmas, cond, nulls, g, traj, check, on_step)
+            recon, losses = guided_ddim(cfg_denoise, traj[0], sigmas, cond, nulls, spec.source_cfg(cfg), traj,
+                                        check, on_step)
         iters = [0] * n
     return InversionResult(x_T=traj[0], nulls=nulls, trajectory=traj, reconstruction=recon,
                            losses=losses, iterations=iters, skipped=skipped)

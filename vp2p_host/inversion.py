@@ -40,22 +40,7 @@ from .unet import compute_dtype, conditioning_of, run_in_comfy
 
 FORMAT = "vp2p-inversion"
 VERSION = "2"
-MODES = core.MODES                    # everything invert_video() runs (ddim-cfg: benchmark ablation only)
-NODE_MODES = ("direct-inversion", "null-text", "fast")   # what the node offers
-DEFAULT_MODE = "direct-inversion"
-# values saved by earlier versions of the node -> the mode that does the same thing now
-LEGACY_MODES = {"negative-prompt": "fast"}
-# modes of inversion files written before VERSION 2, by their stored name
-LEGACY_FILE_MODES = {"fast": "ddim-cfg", "negative-prompt": "fast"}
 TENSORS = ("x_T", "sigmas", "null_embeddings", "source_cond", "empty_cond", "trajectory")
-MODE_HELP = ("direct-inversion: no optimisation; the source branch is put back on the inversion trajectory "
-             "after every step (PnP Inversion), so it reconstructs the video exactly while the target edits "
-             "(as cheap as plain DDIM inversion; edits as null-text's on the toy benchmark). null-text: "
-             "optimise one null embedding per step shared by all frames (the paper; ~10x slower). fast: the "
-             "official fast mode, no optimisation, the source branch sampled at guidance 1. (In workflows "
-             "saved before the modes were renamed, 'fast' meant plain DDIM at CFG; 'negative-prompt' is the "
-             "old name of 'fast'.)")
-
 log = logging.getLogger("video-p2p")
 
 
@@ -90,28 +75,17 @@ class Inversion:
 
     @property
     def source_cfg(self) -> float:
-        """Guidance of the source branch: 1 for the official fast mode, else the inversion's cfg."""
-        return 1.0 if self.mode in core.GUIDANCE_ONE_MODES else float(self.cfg)
+        """Guidance of the source branch (vp2p_core.inversion.MODES: 1 for fast and direct-inversion)."""
+        return core.MODES[self.mode].source_cfg(self.cfg)
 
 
 def canonical_mode(mode: str) -> str:
     """The mode a (possibly saved-by-an-earlier-version) value means now; a clear error if unknown."""
-    mode = LEGACY_MODES.get(mode, mode)
-    if mode not in MODES:
-        fail(f"mode must be one of {', '.join(NODE_MODES)} (got {mode!r}).")
-    return mode
-
-
-_told_fast = []
-
-
-def _tell_fast_changed():
-    if not _told_fast:
-        _told_fast.append(True)
-        log.info("%s: mode 'fast' is the official Video-P2P fast mode (source branch at guidance 1). Workflows "
-                 "saved before the modes were renamed got plain DDIM inversion sampled at CFG with it, which "
-                 "reconstructs the video much worse; for the paper's method use 'null-text', for exact "
-                 "reconstruction at no cost 'direct-inversion'.", "Shared Null-Text Invert")
+    now = core.mode_named(mode)
+    if now is None:
+        offered = ", ".join(m for m, spec in core.MODES.items() if spec.offered)
+        fail(f"mode must be one of {offered} (got {mode!r}).")
+    return now
 
 
 # --------------------------------------------------------------------------- inversion
@@ -123,7 +97,7 @@ def _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, m
         fail(f"cfg must be > 0 (got {cfg}); use the cfg you will edit with (7.5 in the paper).")
     if int(fixed_point_iterations) < 0:
         fail(f"fixed_point_iterations must be >= 0 (got {fixed_point_iterations}).")
-    if mode == "null-text" and int(inner_iterations) < 1:
+    if core.MODES[mode].optimises_null and int(inner_iterations) < 1:
         fail(f"inner_iterations must be at least 1 for null-text (got {inner_iterations}); "
                    "use mode 'direct-inversion' or 'fast' for no optimisation.")
     check_eps_model(model)
@@ -143,10 +117,8 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
                  inner_iterations=10, fixed_point_iterations=0, per_frame=False):
     """Returns (Inversion, reconstruction LATENT). per_frame (one null per frame, [n,F,tokens,C])
     exists for ablations; the node always shares one null across frames as the paper does.
-    mode: one of MODES (the node offers NODE_MODES; "ddim-cfg" is the benchmark ablation)."""
+    mode: a key of vp2p_core.inversion.MODES (the node offers those marked `offered`)."""
     mode = canonical_mode(mode)
-    if mode == "fast":
-        _tell_fast_changed()
     video, cond, empty = _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, mode,
                                        inner_iterations, fixed_point_iterations)
     frames, hw = video.shape[0], tuple(video.shape[-2:])
@@ -161,7 +133,7 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
     def progress(stage, i, n_, loss):   # inversion fills the first half of the bar, the rest the second
         bar.update(i + 1 + (0 if stage == "invert" else n), x0=seen.get("x0"))
 
-    optimise = mode == "null-text"
+    optimise = core.MODES[mode].optimises_null
 
     def body(ev):
         dev = ev.device
@@ -209,7 +181,7 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
         fixed_point_iterations=int(fixed_point_iterations), losses=list(res.losses),
         iterations=list(res.iterations), seconds=time.perf_counter() - start,
         trajectory=torch.stack([t.detach().float().cpu() for t in res.trajectory])
-        if mode == "direct-inversion" else None, source_text=conditioning_text(conditioning))
+        if core.MODES[mode].keeps_trajectory else None, source_text=conditioning_text(conditioning))
     if res.skipped:
         log.warning("inversion: %d null updates skipped for fp16 gradient overflow", res.skipped)
     log.info("inversion: %s, %d frames, %d steps, %.1f s, final retrace MSE %.2e", mode, frames, n, inv.seconds,
@@ -221,7 +193,7 @@ def reconstruct(model, inv: Inversion):
     """The Decoupled Sampler's source branch without control (guided DDIM from x_T with the
     per-step nulls; for direct inversion the end of the trajectory): a loaded inversion's preview.
     Evaluated through ComfyUI's sampling path with the stored source and empty embeddings."""
-    if inv.trajectory is not None:     # direct inversion: the source branch ends on the trajectory
+    if core.MODES[inv.mode].keeps_trajectory:     # the source branch ends on the trajectory
         latent_format = model.get_model_object("latent_format")
         return {"samples": latent_format.process_out(inv.trajectory[-1].float()).cpu()}
     source = inv.source_cond.float()
@@ -244,12 +216,20 @@ def reconstruct(model, inv: Inversion):
 
 
 # --------------------------------------------------------------------------- files
+MAKER = "save one with Save Inversion (VP2P)"
+
+
 def list_inversions() -> list[str]:
     return store.list_files(FORMAT)
 
 
-def save_inversion(inv: Inversion, filename_prefix: str = "inversion") -> str:
-    """Tensors + JSON metadata as safetensors under output/video_p2p/; returns the path."""
+def inversion_file_problem(name: str) -> str | None:
+    """What is wrong with an inversion file (None when it opens): Load Inversion's validation."""
+    return store.problem(name, FORMAT, "inversion", MAKER)[0]
+
+
+def inversion_payload(inv: Inversion) -> tuple[dict, dict]:
+    """(tensors, metadata) of an inversion file: what Save Inversion and the stage cache write."""
     if not isinstance(inv, Inversion):
         fail("expected a VP2P_INVERSION from Shared Null-Text Invert.")
     tensors = {k: getattr(inv, k).detach().float() for k in TENSORS if getattr(inv, k) is not None}
@@ -258,26 +238,28 @@ def save_inversion(inv: Inversion, filename_prefix: str = "inversion") -> str:
             "steps": inv.steps, "inner_iterations": inv.inner_iterations,
             "fixed_point_iterations": inv.fixed_point_iterations, "losses": inv.losses,
             "iterations": inv.iterations, "seconds": inv.seconds, "source_text": inv.source_text}
-    path = store.save(filename_prefix, tensors, {"format": FORMAT, "version": VERSION, "inversion": json.dumps(info)},
-                      default="inversion")
+    return tensors, {"format": FORMAT, "version": VERSION, "inversion": json.dumps(info)}
+
+
+def save_inversion(inv: Inversion, filename_prefix: str = "inversion") -> str:
+    """Tensors + JSON metadata as safetensors under output/video_p2p/; returns the path."""
+    tensors, metadata = inversion_payload(inv)
+    path = store.save(filename_prefix, tensors, metadata, default="inversion")
     log.info("saved inversion %s", path)
     return path
 
 
 def load_inversion(name_or_path: str, model=None, latent=None) -> Inversion:
     """Read an inversion file, checking it against the MODEL (and the video latent if given)."""
-    import safetensors.torch
-    path, meta = store.open_file(name_or_path, FORMAT, "inversion", "save one with Save Inversion (VP2P) first.")
+    path, meta = store.open_file(name_or_path, FORMAT, "inversion", MAKER)
     info = json.loads(meta["inversion"])
-    sd = safetensors.torch.load_file(path)
-    mode = info["mode"]
-    if meta.get("version", "1") == "1":   # names of version 1 files: same data, today's name for it
-        mode = LEGACY_FILE_MODES.get(mode, mode)
-    if mode not in MODES:
-        fail(f"'{os.path.basename(path)}' has inversion mode {mode!r}, unknown to this version of "
+    sd = store.load_tensors(path, "inversion", MAKER)
+    mode = core.mode_named(info["mode"], meta.get("version", "1"))   # old files: today's name for the same data
+    if mode is None:
+        fail(f"'{os.path.basename(path)}' has inversion mode {info['mode']!r}, unknown to this version of "
                         "the pack: update the pack or invert again.")
-    if mode == "direct-inversion" and "trajectory" not in sd:
-        fail(f"'{os.path.basename(path)}' is a direct inversion without its trajectory: invert again.")
+    if core.MODES[mode].keeps_trajectory and "trajectory" not in sd:
+        fail(f"'{os.path.basename(path)}' is a {mode} inversion without its trajectory: invert again.")
     inv = Inversion(x_T=sd["x_T"], sigmas=sd["sigmas"], null_embeddings=sd["null_embeddings"],
                     source_cond=sd["source_cond"], cfg=float(info["cfg"]), mode=mode,
                     model_fingerprint=info["model_fingerprint"], latent_fingerprint=info["latent_fingerprint"],

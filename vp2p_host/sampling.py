@@ -19,11 +19,13 @@ import comfy.samplers
 import latent_preview
 
 from ..vp2p_core import control as vc
+from ..vp2p_core import inversion as inversion_modes
 from ..vp2p_core.sampling import landing_denoised, two_branch_step
 from .checks import context_dim, fail
 from .fingerprint import model_fingerprint
 from .layout import transformer_blocks
 from .patches import CONTROL_KEY, Attn2Patch, host_attention
+from . import windows
 from .progress import throw_if_interrupted
 from .unet import COND, UNCOND
 
@@ -63,12 +65,6 @@ def attention_map_image(store, spec, hw, latent_hw, frames, scale=8):
         heat = torch.stack([m.clamp(0, 1), (2 * m - 1).clamp(0, 1) * 0.9, (1 - 2 * m).clamp(0, 1) * 0.6], -1)
         panels.append(heat)
     return torch.cat(panels, dim=2).cpu()
-
-
-def _source_guidance(inv) -> float:
-    """Guidance of the source branch: 1 for the official fast mode (its nulls are the source
-    prompt, so guided sampling IS guidance-1 sampling: the unconditional half is skipped)."""
-    return float(inv.source_cfg) if hasattr(inv, "source_cfg") else float(inv.cfg)
 
 
 def check_inputs(model, inv, spec, cfg):
@@ -126,10 +122,12 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
         self.frames = inv.x_T.shape[0]
         self.latent_hw = tuple(inv.x_T.shape[-2:])
         self.ctrl = spec.controller
-        self.trajectory = getattr(inv, "trajectory", None)
-        # direct inversion puts the source back on its trajectory: its prediction only serves the
-        # attention the target copies, so its unconditional half is not evaluated (guidance 1)
-        self.source_cfg = 1.0 if self.trajectory is not None else _source_guidance(inv)
+        # what the inversion's mode means for the source branch (vp2p_core.inversion.MODES): put back
+        # on the stored trajectory (its prediction then only serves the attention the target copies),
+        # and its guidance (1 skips the unconditional half; fast's nulls are the source prompt)
+        mode = inversion_modes.MODES[inv.mode]
+        self.trajectory = inv.trajectory if mode.keeps_trajectory else None
+        self.source_cfg = mode.source_cfg(inv.cfg)
         self.reset()
 
     def reset(self):
@@ -159,6 +157,7 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
         topts = mo.setdefault("transformer_options", {})
         topts[CONTROL_KEY] = ctx
         topts["vp2p_frames"] = self.frames
+        windows.install(mo, self.frames)    # core's context windows, anchored on the clip's frame 0
         return mo
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
@@ -251,6 +250,7 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
 def decoupled_guider(model, inv, spec, cfg, source=None, target=None, decoupled=True):
     """The Decoupled Guider node's GUIDER (the edit through SamplerCustomAdvanced)."""
     check_inputs(model, inv, spec, cfg)
+    windows.check_clip(model, inv.x_T.shape[0], inv.x_T.shape[-2:])
     _check_trajectory(inv)
     guider = DecoupledGuider(patched_clone(model), inv, spec, cfg, decoupled)
     guider.set_branch_conds(source, target)
