@@ -54,16 +54,35 @@ class AttentionControl:
     """Base controller: windows, controlled layers, and what happens to temporal/frame maps."""
 
     def __init__(self, cross_replace=0.2, self_replace=0.5, layers=DEFAULT_LAYERS, local_blend=None,
-                 max_tokens: int = 77):
+                 max_tokens: int = 77, word_windows=()):
+        """word_windows: [(target token positions, window)], prompt-to-prompt's per-word
+        cross_replace_steps: those tokens follow their own window, every other token cross_replace."""
         self.cross_window = window(cross_replace)
         self.self_window = window(self_replace)
         self.layers = tuple(layers)
+        self.word_windows = tuple((tuple(int(t) for t in toks), window(w)) for toks, w in word_windows)
         self.local_blend = local_blend
         self.max_tokens = max_tokens
 
     # -- what is active -------------------------------------------------------------
     def cross_active(self, step, steps):
-        return "cross" in self.layers and in_window(self.cross_window, step, steps)
+        return "cross" in self.layers and (in_window(self.cross_window, step, steps) or
+                                           any(in_window(w, step, steps) for _, w in self.word_windows))
+
+    def cross_alpha(self, step, steps, n_tokens: int):
+        """Which target tokens take the edited cross-attention column at this step (prompt-to-
+        prompt's alpha_words): None when all of them do (no word window differs from the global
+        one now), else a bool [n_tokens]; the others keep the target's own column."""
+        if not self.word_windows or step is None:
+            return None
+        on = in_window(self.cross_window, step, steps)
+        alpha = [on] * n_tokens
+        for toks, w in self.word_windows:
+            here = in_window(w, step, steps)
+            for t in toks:
+                if t < n_tokens:
+                    alpha[t] = here
+        return None if all(alpha) else torch.tensor(alpha)
 
     def self_active(self, kind, step, steps):
         return kind in self.layers and in_window(self.self_window, step, steps)
@@ -75,14 +94,19 @@ class AttentionControl:
     def replace_cross(self, p_src, p_tgt):
         return p_src
 
-    def edit(self, kind, p_src, p_tgt):
+    def edit(self, kind, p_src, p_tgt, step=None, steps=None):
+        """The target's maps at this layer; `step`/`steps` place the per-word cross windows (without
+        them every token is edited, as in the global window)."""
         if kind == "cross":
-            return self.replace_cross(p_src, p_tgt)
+            out = self.replace_cross(p_src, p_tgt)
+            alpha = self.cross_alpha(step, steps, out.shape[-1])
+            return out if alpha is None else torch.where(alpha.to(out.device), out, p_tgt)
         return p_src
 
     def is_identity(self) -> bool:
         """True when nothing would ever be edited (all windows empty, no blend)."""
-        no_cross = "cross" not in self.layers or self.cross_window[0] == self.cross_window[1]
+        no_cross = "cross" not in self.layers or \
+            all(w[0] == w[1] for w in (self.cross_window,) + tuple(w for _, w in self.word_windows))
         no_self = not any(k in self.layers for k in ("temporal", "frame")) or \
             self.self_window[0] == self.self_window[1]
         return no_cross and no_self and self.local_blend is None
@@ -346,7 +370,7 @@ class StepContext:
                 return torch.cat(outs)
         p_tgt = attention_probs(qs[i_tgt], ks[i_tgt], heads)
         if edit:
-            p_tgt = self.controller.edit(kind, p_src, p_tgt)
+            p_tgt = self.controller.edit(kind, p_src, p_tgt, self.step, self.steps)
             outs[i_tgt] = apply_probs(p_tgt, vs[i_tgt], heads, q.dtype)
         if store:   # the maps the target used (prompt-to-prompt's store sees the edited maps too)
             self.store.add(key, p_src, p_tgt)

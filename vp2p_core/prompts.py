@@ -96,6 +96,7 @@ class EditSettings:
     target_text: str
     mode: str = "swap"
     cross_replace: float = 0.2
+    word_windows: str = ""
     self_replace: float = 0.5
     reweight_words: str = ""
     reweight_scales: str = ""
@@ -150,6 +151,53 @@ def parse_scales(s: str, n: int) -> list[float]:
     try:
         vals = [float(v) for v in parse_words(s)]
     except ValueError:
+# Per-word cross-attention windows (prompt-to-prompt's dict form of cross_replace_steps): a word of
+# the target prompt gets its own window, every other token keeps cross_replace. At a step, a token
+# whose window is open takes the edited (source-derived) attention column, the others the target's
+# own; a word window equal to cross_replace changes nothing.
+WORD_WINDOWS_HELP = ("Optional per-word cross-attention windows next to cross_replace, comma-separated "
+                     "'word:end' or 'word:start-end' (fractions of the steps), e.g. 'motorbike:0.4' or "
+                     "'motorbike:0.1-0.6'. Words of the target prompt; each keeps the source's attention for its "
+                     "own window, every other token for cross_replace's. Empty = cross_replace for all words. "
+                     "A short window on the swapped word frees its shape; a long one on the rest keeps layout.")
+
+
+def parse_word_windows(s: str) -> list[tuple[str, tuple[float, float]]]:
+    """The word_windows widget -> [(word, (start, end))], in the order written (a later entry
+    for the same token wins)."""
+    out = []
+    for item in parse_words(s):
+        word, sep, spec = item.rpartition(":")
+        word = word.strip()
+        form = "'word:end' or 'word:start-end' with fractions of the steps, e.g. 'motorbike:0.4' or 'motorbike:0.1-0.6'"
+        if not sep or not word:
+            fail(f"word_windows entry {item!r} has no window: write {form}.")
+        start, dash, end = spec.strip().partition("-")
+        try:
+            win = (float(start), float(end)) if dash else (0.0, float(start))
+        except ValueError:
+            fail(f"word_windows entry {item!r}: the window must be numbers; write {form}.")
+        if not 0.0 <= win[0] <= win[1] <= 1.0:
+            fail(f"word_windows entry {item!r}: a window must satisfy 0 <= start <= end <= 1; write {form}.")
+        out.append((word, win))
+    return out
+
+
+def word_window_tokens(encode, target_text: str, s: str) -> list[tuple[list[int], tuple[float, float]]]:
+    """The word_windows widget -> [(target token positions, window)] for the controller."""
+    out = []
+    for word, win in parse_word_windows(s):
+        try:
+            toks = sa.token_indices(encode, target_text, word)
+        except sa.AlignmentError as e:
+            raise PromptError(str(e)) from None
+        if not toks:
+            fail(f"word_windows word {word!r} is not in the target prompt {target_text!r}: a window applies to a "
+                 "target word's attention, so name a word of the target prompt (for a swap, the new word).")
+        out.append((toks, win))
+    return out
+
+
         fail("reweight_scales must be numbers, e.g. '2' or '2, 0.5'.")
     if not vals:
         return [1.0] * n
@@ -193,7 +241,8 @@ def build_controller(encode, settings: EditSettings, previous: VP2PControl | Non
     settings, base_mode = resolve_preset(settings)
     mode, blend_threshold = settings.mode, settings.blend_threshold
     kw = dict(cross_replace=settings.cross_replace, self_replace=settings.self_replace,
-              layers=LAYER_CHOICES[settings.controlled_layers])
+              layers=LAYER_CHOICES[settings.controlled_layers],
+              word_windows=word_window_tokens(encode, target_text, settings.word_windows))
     blend = None
     bwords = parse_words(settings.blend_words)
     if bwords:
@@ -262,7 +311,13 @@ def preview(encode, body: dict) -> dict:
     text = lambda key: str(body.get(key) or "")  # noqa: E731
     settings = EditSettings(source_text=text("source"), target_text=text("target"), mode=text("mode") or "swap",
                             reweight_words=text("reweight_words"), reweight_scales=text("reweight_scales"),
-                            blend_words=text("blend_words"), preset=text("preset") or CUSTOM)
+                            blend_words=text("blend_words"), preset=text("preset") or CUSTOM,
+                            word_windows=text("word_windows"))
+    try:
+        if body.get("cross_replace") not in (None, ""):      # (a linked widget sends nothing)
+            settings = replace(settings, cross_replace=float(body["cross_replace"]))
+    except (TypeError, ValueError):
+        return {"ok": False, "error": "cross_replace must be a number"}
     if settings.mode not in MODES:
         return {"ok": False, "error": f"unknown mode {settings.mode!r}"}
     label = None
@@ -270,7 +325,27 @@ def preview(encode, body: dict) -> dict:
         settings, base_mode = resolve_preset(settings)     # what a preset turns the widgets into
         if base_mode is not None:
             label = f"{base_mode}+reweight ({settings.preset})"
+    if out["ok"]:
+        _preview_windows(encode, settings, out)
         mode, words = settings.mode, parse_words(settings.reweight_words)
+
+
+def _preview_windows(encode, settings: EditSettings, out: dict):
+    """The preview's cross-attention windows: the global one, and `window` [start, end] on each
+    target word that has its own (word_windows); a bad entry makes the preview's error."""
+    try:
+        out["cross_window"] = list(vc.window(settings.cross_replace))
+        windows = word_window_tokens(encode, settings.target_text, settings.word_windows)
+    except (PromptError, ValueError) as e:
+        out.update(ok=False, error=str(e))
+        return
+    own = {}
+    for toks, win in windows:
+        own.update({t: list(win) for t in toks})
+    for entry, (_, ids, pos) in zip(out["target"], sa.tokenize(encode, settings.target_text)):
+        hit = [own[p] for p in range(pos, pos + len(ids)) if p in own]
+        if hit:
+            entry["window"] = hit[-1]
         scales = parse_scales(settings.reweight_scales, len(words)) if mode == "reweight" and words else \
             [float(s) for s in parse_words(settings.reweight_scales) or ["1"]]
     except (PromptError, ValueError) as e:

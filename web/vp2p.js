@@ -4,7 +4,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const WATCHED = ["source_text", "target_text", "mode", "reweight_words", "reweight_scales", "blend_words", "preset"];
+const WATCHED = ["source_text", "target_text", "mode", "reweight_words", "reweight_scales", "blend_words", "preset",
+  "cross_replace", "word_windows"];
 const COLOURS = { swap: "#f0a030", added: "#50c878", removed: "#e05050", keep: "#c8c8c8" };
 const DEBOUNCE_MS = 300;   // wait this long after the last change before asking the server
 const POLL_MS = 500;       // catches changes that fire no event (graph loads, scripted values)
@@ -20,7 +21,8 @@ function wordHtml(w) {
   if (w.blend) deco.push("underline");
   if (deco.length) style.push(`text-decoration:${deco.join(" ")}`);
   const tip = `${w.op}, ${w.tokens} token${w.tokens === 1 ? "" : "s"}` +
-    (w.scale != null ? `, attention x${w.scale}` : "") + (w.blend ? ", local blend" : "");
+    (w.scale != null ? `, attention x${w.scale}` : "") + (w.blend ? ", local blend" : "") +
+    (w.window ? `, cross window ${w.window[0]}-${w.window[1]}` : "");
   const scale = w.scale != null && w.scale !== 1 ? `<sup>x${w.scale}</sup>` : "";
   return `<span title="${esc(tip)}" style="${style.join(";")}">${esc(w.word)}</span>${scale}`;
 }
@@ -38,6 +40,11 @@ function render(el, d) {
   if (weighted.length) lines.push(`<div class="vp2p-reweight">reweight: ${weighted.join(", ")}</div>`);
   const blend = target.filter((w) => w.blend).map((w) => esc(w.word));
   if (blend.length) lines.push(`<div class="vp2p-blend">blend: ${blend.join(", ")}</div>`);
+  const windowed = target.filter((w) => w.window).map((w) => `${esc(w.word)} ${w.window[0]}-${w.window[1]}`);
+  if (windowed.length && d.cross_window) {
+    lines.push(`<div class="vp2p-windows">cross windows: ${windowed.join(", ")}; others ` +
+      `${d.cross_window[0]}-${d.cross_window[1]}</div>`);
+  }
   for (const w of d.warnings || []) lines.push(`<div class="vp2p-warning" style="color:#e8c040">warning: ${esc(w)}</div>`);
   if (d.error) lines.push(`<div class="vp2p-error" style="color:#ff6060">error: ${esc(d.error)}</div>`);
   el.innerHTML = lines.join("");
@@ -79,7 +86,7 @@ function addPreview(node) {
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ source: vals.source_text, target: vals.target_text, mode: vals.mode,
           reweight_words: vals.reweight_words, reweight_scales: vals.reweight_scales, blend_words: vals.blend_words,
-          preset: vals.preset }),
+          preset: vals.preset, cross_replace: vals.cross_replace, word_windows: vals.word_windows }),
       });
       render(el, await res.json());
     } catch (e) {
