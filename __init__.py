@@ -7,7 +7,7 @@ there is none here), the editor's WEB_DIRECTORY, and the /vp2p/align route, regi
 from comfy_api.v0_0_2 import ComfyExtension
 
 from .nodes import NODES
-from .nodes import routes as _routes
+from .vp2p_host.routes import register_routes
 
 
 class VideoP2PExtension(ComfyExtension):
@@ -19,15 +19,7 @@ async def comfy_entrypoint() -> VideoP2PExtension:
     return VideoP2PExtension()
 
 
-def _register_routes():
-    try:
-        import server
-    except ImportError:          # imported outside ComfyUI (tools, tests without a server)
-        return
-    _routes.register(getattr(server.PromptServer, "instance", None))
-
-
-_register_routes()
+register_routes()
 
 WEB_DIRECTORY = "./web"
 __all__ = ["comfy_entrypoint", "WEB_DIRECTORY"]

@@ -11,6 +11,16 @@ from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_option
 CONTROLLER = "P2P Controller"
 SAMPLER = "Decoupled Sampler"
 GUIDER = "Decoupled Guider"
+PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P2P edit config: the swap or "
+               "refine alignment wrapped in a reweight (x2) of the changed words, a local blend on them "
+               "(threshold 0.3 from 20% of the steps), windows cross 0.2 / self 0.5 (hard edit: 0.8 / 0.7, "
+               "swap or refine by word count). They override mode and the windows; reweight_words, "
+               "blend_words and reweight_scales are kept where set (set blend_words to the object's noun "
+               "for the tightest mask).")
+BLEND_MAPS_HELP = ("Which branch's attention marks the local blend for a blend word that both prompts have: both "
+                   "(prompt-to-prompt's union), or the source's alone (read on the input video: a tighter mask "
+                   "that repaints less background, but the edited object cannot grow past the source one). A "
+                   "word only one prompt has is always read there.")
 BRANCH_COND_HELP = ("optional: the P2P Controller's {} conditioning after Apply ControlNet or similar; the "
                     "prompt must be the controller's")
 
@@ -66,9 +76,9 @@ class VP2PController(io.ComfyNode):
                 Controller.Input("previous", optional=True, tooltip=
                     "reweight mode only: a swap/refine controller of the same prompts to reweight on top of."),
                 io.Combo.Input("preset", options=list(prompts.PRESETS), default=prompts.CUSTOM, optional=True,
-                               tooltip=prompts.PRESET_HELP),
+                               tooltip=PRESET_HELP),
                 io.Combo.Input("blend_maps", options=list(prompts.BLEND_MAPS), default=prompts.BLEND_BOTH,
-                               optional=True, tooltip=prompts.BLEND_MAPS_HELP),
+                               optional=True, tooltip=BLEND_MAPS_HELP),
                 io.String.Input("word_windows", default="", optional=True, tooltip=prompts.WORD_WINDOWS_HELP),
             ],
             outputs=[

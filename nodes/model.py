@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..vp2p_host import inflation, tuning
-from ._common import CATEGORY, EXPERIMENTAL, check_options, named
+from ..vp2p_host import inflation, store, tuning
+from ._common import CATEGORY, EXPERIMENTAL, check_options, named, prefix_check
 
 INFLATE = "Inflate T2S Model"
 TUNE = "Tune On Video"
@@ -85,7 +85,11 @@ class VP2PTuneOnVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mixed_precision=None):
+    def validate_inputs(cls, mixed_precision=None, save_name=None):
+        if isinstance(save_name, str) and save_name.strip():
+            ok = prefix_check(TUNE, save_name, "tuning", store.SUBDIR, "save_name")
+            if ok is not True:
+                return ok
         return check_options(cls, mixed_precision=mixed_precision)
 
     @classmethod
@@ -116,7 +120,13 @@ class VP2PLoadTuning(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, tuning_file=None):
-        return check_options(cls, tuning_file=tuning_file)
+        # not only "is it listed": a damaged or foreign file is named with what is wrong and the fix
+        problem = None if tuning_file is None else tuning.tuning_file_problem(tuning_file)
+        return True if problem is None else f"{LOAD_TUNING}: {problem}"
+
+    @classmethod
+    def fingerprint_inputs(cls, tuning_file, **kwargs):
+        return store.file_state(tuning_file)
 
     @classmethod
     @named(LOAD_TUNING)

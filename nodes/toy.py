@@ -2,16 +2,10 @@
 (VP2P): the procedural world with known truth that the tests and benchmarks run on."""
 from __future__ import annotations
 
-import json
-
-import numpy as np
-import torch
-
 from comfy_api.v0_0_2 import io
 
-from ..vp2p_host import checkpoint
-from ..vp2p_host.checks import InputError
-from ..vp2p_toy import oracle, world
+from ..vp2p_host import checkpoint, toy
+from ..vp2p_toy import world
 from ._common import check_options, named
 
 LOADER = "Load Small SD1.x Checkpoint (VP2P)"
@@ -125,24 +119,12 @@ class VP2PToyWorldVideo(io.ComfyNode):
                 radius, end_radius, texture_seed, rotation=0.0, end_rotation=0.0, second_shape="none",
                 second_colour="blue", second_start_x=0.75, second_start_y=0.25, second_end_x=0.75,
                 second_end_y=0.25, second_radius=0.14):
-        second = None
-        if second_shape != "none":
-            second = world.ObjectSpec(shape=second_shape, colour=second_colour,
-                                      start=(second_start_x, second_start_y), end=(second_end_x, second_end_y),
-                                      scale=(second_radius, second_radius))
-        try:
-            spec = world.WorldSpec(shape=shape, colour=colour, background=background,
-                                   background_colour=background_colour, frames=frames, size=size,
-                                   start=(start_x, start_y), end=(end_x, end_y), scale=(radius, end_radius),
-                                   rotation=(rotation, end_rotation), seed=texture_seed, second=second).check()
-        except ValueError as e:
-            raise InputError(str(e)) from None
-        video, truth = world.render(spec)
-        images = torch.from_numpy(video.astype(np.float32) / 255.0)
-        objs = truth["objects"]
-        masks = torch.from_numpy(objs[0]["masks"].astype(np.float32))
-        second_mask = torch.from_numpy(objs[1]["masks"].astype(np.float32)) if len(objs) > 1 else torch.zeros_like(masks)
-        return io.NodeOutput(images, spec.caption, masks, world.spec_json(spec), second_mask)
+        second = None if second_shape == "none" else dict(
+            shape=second_shape, colour=second_colour, start=(second_start_x, second_start_y),
+            end=(second_end_x, second_end_y), scale=(second_radius, second_radius))
+        return io.NodeOutput(*toy.render_video(shape, colour, background, background_colour, frames, size,
+                                               (start_x, start_y), (end_x, end_y), (radius, end_radius),
+                                               (rotation, end_rotation), texture_seed, second))
 
 
 class VP2PToyWorldOracle(io.ComfyNode):
@@ -165,16 +147,5 @@ class VP2PToyWorldOracle(io.ComfyNode):
     @classmethod
     @named(ORACLE)
     def execute(cls, images):
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise InputError("expects an IMAGE batch [frames, H, W, 3].")
-        frames = (images[..., :3].clamp(0, 1) * 255).round().byte().cpu().numpy()
-        keys = ("colour", "shape", "centre")
-        rows = []
-        for f in frames:
-            row = {k: v for k, v in oracle.classify(f).items() if k in keys}
-            row["objects"] = [{k: o[k] for k in keys} for o in oracle.find_objects(f, k=2)]
-            rows.append(row)
-        report = json.dumps(rows)
-        lines = [f"{i}: " + (", ".join(f"{o['colour']} {o['shape']}" for o in r["objects"]) or "no object")
-                 for i, r in enumerate(rows)]
+        report, lines = toy.read_frames(images)
         return io.NodeOutput(report, ui={"text": lines})

@@ -49,12 +49,6 @@ PRESETS = {
     "hard edit: cross 0.8 / self 0.7": {"mode": "auto", "cross_replace": 0.8, "self_replace": 0.7},
 }
 PRESET_COMMON = {"reweight_scales": "2", "blend_threshold": 0.3, "blend_start": 0.2}
-PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P2P edit config: the swap or "
-               "refine alignment wrapped in a reweight (x2) of the changed words, a local blend on them "
-               "(threshold 0.3 from 20% of the steps), windows cross 0.2 / self 0.5 (hard edit: 0.8 / 0.7, "
-               "swap or refine by word count). They override mode and the windows; reweight_words, "
-               "blend_words and reweight_scales are kept where set (set blend_words to the object's noun "
-               "for the tightest mask).")
 
 
 # Where the local blend reads a blend word's map. prompt-to-prompt's rule is the union of both
@@ -65,10 +59,6 @@ PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P
 BLEND_BOTH = "source and target (prompt-to-prompt)"
 BLEND_SOURCE = "source where both have the word"
 BLEND_MAPS = (BLEND_BOTH, BLEND_SOURCE)
-BLEND_MAPS_HELP = ("Which branch's attention marks the local blend for a blend word that both prompts have: both "
-                   "(prompt-to-prompt's union), or the source's alone (read on the input video: a tighter mask "
-                   "that repaints less background, but the edited object cannot grow past the source one). A "
-                   "word only one prompt has is always read there.")
 
 
 def blend_tokens(encode, source_text, target_text, words, maps=BLEND_BOTH):

@@ -1,13 +1,14 @@
 """Host layer: what differs between the ComfyUI versions the pack supports (>= 0.3.52), in one
-place. Nodes import core's video types from here and never test versions themselves.
+place. The host's video code (vp2p_host.video) takes core's video types from here; nothing else
+tests versions. Like the nodes, it reads the versioned API pinned at `comfy_api.v0_0_2`.
 
 Measured differences that matter to the pack (0.3.52 against 0.3.75):
 - core's VIDEO from a file (`VideoFromFile`) exposes its file through `get_stream_source()`
   only since 0.3.6x; 0.3.52 keeps it private. `video_file_source` hides that, so the pack's
   loader can decode just the frames it needs instead of every frame of a long clip.
 - core's `VideoFromComponents.save_to` in 0.3.52 writes only the first audio channel; the pack
-  therefore writes its mp4 itself (nodes/video_io.py, the same PyAV on every version).
-Identical on both (and used as is): `comfy_api.latest.InputImpl` / `Types`, `VideoComponents`
+  therefore writes its mp4 itself (vp2p_host/video_io.py, the same PyAV on every version).
+Identical on both (and used as is): `comfy_api.v0_0_2.InputImpl` / `Types`, `VideoComponents`
 (images, frame_rate, audio, metadata), the `video_upload` combo option, the
 `{"images": [...], "animated": (True,)}` preview that core's SaveVideo returns (for videos), and
 `args.disable_metadata`.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import io
 
 from comfy.cli_args import args
-from comfy_api.latest import InputImpl, Types
+from comfy_api.v0_0_2 import InputImpl, Types
 
 VideoFromFile = InputImpl.VideoFromFile
 VideoFromComponents = InputImpl.VideoFromComponents

@@ -196,7 +196,10 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
 
 def tune_and_save(model, latent, conditioning, steps, lr, seed, save_name="", mixed_precision="auto",
                   gradient_checkpointing=False):
-    """Tune On Video: the tuned clone, saved when `save_name` is set."""
+    """Tune On Video: the tuned clone, saved when `save_name` is set (checked before tuning, so a
+    name outside the output folder fails at once, not after the long run)."""
+    if save_name and save_name.strip():
+        store.output_prefix(save_name, "tuning", store.SUBDIR, "save_name")
     tuned, losses = tune_on_video(model, latent, conditioning, steps, lr, seed, mixed_precision=mixed_precision,
                                   gradient_checkpointing=gradient_checkpointing)
     log.info("tuning: %d steps, loss %.5f -> %.5f", len(losses), losses[0], losses[-1])
@@ -224,31 +227,38 @@ def tuning_state_dict(tuned) -> dict:
 
 
 # --------------------------------------------------------------------------- files
+MAKER = "run Tune On Video with a save_name"
+
+
 def list_tunings() -> list[str]:
     return store.list_files(FORMAT)
+
+
+def tuning_file_problem(name: str) -> str | None:
+    """What is wrong with a tuning file (None when it opens): Load Video Tuning's validation."""
+    return store.problem(name, FORMAT, "tuning", MAKER)[0]
 
 
 def save_tuning(tuned, save_name: str) -> str:
     """Write the trained tensors + metadata under output/video_p2p/; returns the file path."""
     meta = dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
-    path = store.save(save_name, tuning_state_dict(tuned), meta, default="tuning")
+    path = store.save(save_name, tuning_state_dict(tuned), meta, default="tuning", input_name="save_name")
     log.info("saved tuning to %s", path)
     return path
 
 
 def load_tuning(model, name_or_path: str):
     """A new clone of the inflated `model` carrying the tuning stored in a file."""
-    import safetensors.torch
     info = infl.inflation_info(model)
     if info is None:
         fail("the MODEL is not inflated; put 'Inflate T2S Model' before this node (same settings "
              "as when tuning).")
-    path, meta = store.open_file(name_or_path, FORMAT, "tuning", "run Tune On Video with a save_name first.")
+    path, meta = store.open_file(name_or_path, FORMAT, "tuning", MAKER)
     fp = base_fingerprint(model)
     if meta.get("base_fingerprint") != fp:
         fail(f"'{os.path.basename(path)}' was tuned on another base model (fingerprint "
                    f"{meta.get('base_fingerprint')} != {fp}); load the checkpoint it was tuned on, or re-tune.")
-    sd = safetensors.torch.load_file(path)
+    sd = store.load_tensors(path, "tuning", MAKER)
     tuned = model.clone()
     qkeys = {f"{PREFIX}{k[len(DIFF_PREFIX):]}": v for k, v in sd.items() if k.startswith(DIFF_PREFIX)}
     known = tuned.model_state_dict().keys()

@@ -254,3 +254,15 @@ def track_error(video, centres) -> float:
         got = classify(f)["centre"]
         errs.append(float("nan") if got is None else math.dist(got, c))
     return float(np.nanmean(errs)) if not all(math.isnan(e) for e in errs) else float("nan")
+
+
+def frame_report(frames) -> list:
+    """What the Toy World Oracle reports per uint8 frame [H,W,3]: the largest object's colour,
+    shape and centre, and 'objects': the same for the two largest objects."""
+    keys = ("colour", "shape", "centre")
+    rows = []
+    for f in frames:
+        row = {k: v for k, v in classify(f).items() if k in keys}
+        row["objects"] = [{k: o[k] for k in keys} for o in find_objects(f, k=2)]
+        rows.append(row)
+    return rows

@@ -145,7 +145,7 @@ def test_presets_carry_the_official_configs(tiny):
 
 
 def test_align_preview_follows_the_preset(host):
-    route = tl.pack_nodes.routes
+    route = tl.host.routes
     out = route.align({"source": "a man riding a bike", "target": "a man riding a motorbike", "mode": "refine",
                        "preset": PRESET_SWAP})
     assert out["ok"] and out["mode"].startswith("swap+reweight")
