@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
+from ..vp2p_host import cache as stage_cache
 from ..vp2p_host import inflation, store, tuning
 from ._common import CATEGORY, EXPERIMENTAL, check_options, named, prefix_check
 
@@ -79,6 +80,10 @@ class VP2PTuneOnVideo(io.ComfyNode):
                                tooltip=PRECISION_HELP),
                 io.Boolean.Input("gradient_checkpointing", default=False, optional=True, tooltip=
                     "Recompute transformer blocks in the backward pass: less memory, ~30% slower."),
+                io.Boolean.Input("cache", default=False, optional=True, tooltip=
+                    "Reuse by content: if this MODEL, video, prompt and these settings were tuned before, load that result "
+                    "(output/video_p2p/cache/, checked like the loaders do) instead of tuning again; else tune and keep "
+                    "the result there. Off: compute every time."),
             ],
             outputs=[io.Model.Output(tooltip=
                 "The tuned model (a clone carrying the trained weights as patches): invert and edit with it.")],
@@ -95,7 +100,10 @@ class VP2PTuneOnVideo(io.ComfyNode):
     @classmethod
     @named(TUNE)
     def execute(cls, model, latent, conditioning, steps=300, learning_rate=3e-5, seed=33, save_name="",
-                mixed_precision="auto", gradient_checkpointing=False):
+                mixed_precision="auto", gradient_checkpointing=False, cache=False):
+        if cache:
+            return io.NodeOutput(stage_cache.tune(model, latent, conditioning, steps, learning_rate, seed, save_name,
+                                                  mixed_precision, gradient_checkpointing))
         return io.NodeOutput(tuning.tune_and_save(model, latent, conditioning, steps, learning_rate, seed, save_name,
                                                   mixed_precision, gradient_checkpointing))
 

@@ -119,8 +119,20 @@ def pack_module(name: str):
     return importlib.import_module(f"{boot()['pack'].__name__}.{name}")
 
 
-def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | None = None) -> dict:
-    """Validate and execute an API-format prompt with ComfyUI's PromptExecutor.
+def new_executor():
+    """A PromptExecutor with ComfyUI's classic cache: kept across prompts, it re-runs only the
+    nodes whose inputs changed, as the server's own executor does."""
+    st = boot()
+    execution = st["execution"]
+    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:  # ComfyUI >= 0.3.6x
+        return execution.PromptExecutor(st["server"], cache_args={"lru": 0, "ram": 0})
+    return execution.PromptExecutor(st["server"])
+
+
+def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | None = None,
+               executor=None) -> dict:
+    """Validate and execute an API-format prompt with ComfyUI's PromptExecutor (a fresh one, or
+    `executor` from new_executor() to keep its cache of unchanged nodes between prompts).
 
     Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped) and,
     under "_ui", the UI outputs ComfyUI would put in the history.
@@ -133,10 +145,7 @@ def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | 
     valid = loop.run_until_complete(execution.validate_prompt(prompt_id, prompt, None))
     if not valid[0]:
         raise RuntimeError(f"prompt rejected by ComfyUI: {valid[1]} {valid[3]}")
-    if "cache_args" in inspect.signature(execution.PromptExecutor).parameters:  # ComfyUI >= 0.3.6x
-        executor = execution.PromptExecutor(st["server"], cache_args={"lru": 0, "ram": 0})
-    else:
-        executor = execution.PromptExecutor(st["server"])
+    executor = executor or new_executor()
     execute_outputs = valid[2] if outputs is None else outputs
     loop.run_until_complete(executor.execute_async(prompt, prompt_id, {"client_id": client_id}, execute_outputs))
     if not executor.success:

@@ -450,3 +450,51 @@ def attention_probe_summary(results):
     if other:
         out["other_in_mask_mean"] = float(np.mean(other))
     return {k: v if k == "frames" else round(float(v), 4) for k, v in out.items()}
+
+
+def toy_batch(folder, frames=4, size=64, extra=()):
+    """A batch of toy clips for scripts/batch.py: two clips as PNG folders (a red circle, a blue
+    square), an API workflow loading a clip by path (toy_word_swap with Load Video (VP2P) instead
+    of Toy World Video, scaled down, only the edited video saved) and a manifest of 4 rows: two
+    targets of the first clip, a missing clip, the second clip. -> (workflow path, manifest path)."""
+    import csv
+    from PIL import Image
+    world = pack().vp2p_toy.world
+    os.makedirs(folder, exist_ok=True)
+    clips = {}
+    for name, shape, colour in (("clip_a", "circle", "red"), ("clip_b", "square", "blue")):
+        video, _ = world.render(world.WorldSpec(shape=shape, colour=colour, frames=frames, size=size))
+        clips[name] = os.path.join(folder, name)
+        os.makedirs(clips[name], exist_ok=True)
+        for i, frame in enumerate(video):
+            Image.fromarray(frame).save(os.path.join(clips[name], f"{i:03d}.png"))
+    prompt = scale_down(api_of(os.path.join(REPO, "workflows", "toy_word_swap.json")), extra)
+    toy = next(i for i, n in prompt.items() if n["class_type"] == "VP2PToyWorldVideo")
+    prompt[toy] = {"class_type": "VP2PLoadVideo", "inputs": {
+        "video": "(none)", "path": "", "frame_start": 0, "frame_count": frames, "stride": 1, "width": size,
+        "height": size, "multiple_of": 8, "resize_mode": "crop"}}
+    keep = {"VP2PSaveVideo"}
+    for nid in [i for i, n in prompt.items() if n["class_type"] in ("VP2PSideBySide", "SaveImage", "PreviewImage",
+                                                                    "VP2PSaveVideo", "VP2PSaveInversion")]:
+        if prompt[nid]["class_type"] in keep and prompt[nid]["inputs"].get("format") == "mp4":
+            keep = set()
+            continue
+        del prompt[nid]
+    used = {v[0] for n in prompt.values() for v in n["inputs"].values() if isinstance(v, list)}
+    outputs = {i for i, n in prompt.items() if n["class_type"] == "VP2PSaveVideo"}
+    prompt = {i: n for i, n in prompt.items() if i in used or i in outputs}
+    workflow = os.path.join(folder, "workflow_api.json")
+    with open(workflow, "w") as f:
+        json.dump(prompt, f, indent=1)
+    manifest = os.path.join(folder, "manifest.csv")
+    src = "a red circle on a striped gray background"
+    rows = [("a_green", clips["clip_a"], src, src.replace("red", "green")),
+            ("a_blue", clips["clip_a"], src, src.replace("red", "blue")),
+            ("missing", os.path.join(folder, "no_such_clip"), src, src.replace("red", "green")),
+            ("b_green", clips["clip_b"], "a blue square on a striped gray background",
+             "a green square on a striped gray background")]
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["name", "video", "source", "target"])
+        w.writerows(rows)
+    return workflow, manifest

@@ -11,6 +11,7 @@ Accepts UI-format (editor) and API-format JSON."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -52,6 +53,66 @@ def apply_overrides(prompt: dict, sets: list[str], display_names: dict) -> list[
     return done
 
 
+def boot_quiet(threads: int = 0):
+    """Boot ComfyUI (CPU) with the pack, keeping its start-up chatter (optional extras it cannot
+    import) out of the way unless the boot fails."""
+    import contextlib
+    import io
+    import comfy_host
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return comfy_host.boot(threads=threads or None)
+    except Exception:
+        print(log.getvalue(), file=sys.stderr)
+        raise
+
+
+def node_names(prompt: dict, display_names: dict) -> dict:
+    """node id -> what the user calls it (its title, else the node's display name)."""
+    return {i: n.get("_meta", {}).get("title") or display_names.get(n["class_type"], n["class_type"])
+            for i, n in prompt.items()}
+
+
+@contextlib.contextmanager
+def watch(on_node, on_progress):
+    """Report execution while a prompt runs: on_node(node_id) when ComfyUI starts a node,
+    on_progress(value, total) for its ProgressBar updates (both hooks restored afterwards)."""
+    import comfy.utils
+    import comfy_host
+    server = comfy_host.boot()["server"]
+    send = server.send_sync
+
+    def on_message(event, data, sid=None):
+        if event == "executing" and data.get("node") is not None:
+            on_node(data["node"])
+        return send(event, data, sid)
+
+    server.send_sync = on_message
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, *a, **k: on_progress(value, total))
+    try:
+        yield
+    finally:
+        server.send_sync = send
+        comfy.utils.set_progress_bar_global_hook(None)
+
+
+def written_files(prompt: dict, result: dict, out_dir: str) -> list[str]:
+    """Paths of the files a finished prompt reported writing (saved images/videos, VP2P saves)."""
+    written = []
+    for nid, ui in (result.get("_ui") or {}).items():
+        for item in (ui.get("images") or []) + (ui.get("gifs") or []):
+            if item.get("type") == "output":
+                written.append(os.path.join(out_dir, item.get("subfolder", ""), item["filename"]))
+        for r in result.get(nid, ()) if isinstance(result.get(nid), tuple) else ():
+            if isinstance(r, str) and os.path.isfile(r):
+                written.append(r)
+    for nid, vals in result.items():
+        if nid != "_ui" and prompt.get(nid, {}).get("class_type") == "VP2PSaveVideo":
+            written.append(vals[0])
+    return sorted(set(written))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("workflow")
@@ -63,20 +124,11 @@ def main(argv=None):
     a.workflow = os.path.abspath(a.workflow)
     a.output_dir = a.output_dir and os.path.abspath(a.output_dir)
     a.input_dir = a.input_dir and os.path.abspath(a.input_dir)
-    import contextlib
-    import io
     import comfy_host
     print("starting ComfyUI (CPU)...", flush=True)
-    log = io.StringIO()
-    try:   # ComfyUI's start-up chatter (optional extras it cannot import) is kept out of the way
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            comfy_host.boot(threads=a.threads or None)
-    except Exception:
-        print(log.getvalue(), file=sys.stderr)
-        raise
+    boot_quiet(a.threads)
     import folder_paths
     import nodes
-    import comfy.utils
     import workflow_api
     if a.output_dir:
         os.makedirs(a.output_dir, exist_ok=True)
@@ -89,49 +141,28 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     apply_overrides(prompt, a.set, nodes.NODE_DISPLAY_NAME_MAPPINGS)
-    names = {i: n.get("_meta", {}).get("title") or nodes.NODE_DISPLAY_NAME_MAPPINGS.get(n["class_type"], n["class_type"])
-             for i, n in prompt.items()}
+    names = node_names(prompt, nodes.NODE_DISPLAY_NAME_MAPPINGS)
     state = {"node": None, "t": time.time(), "last": 0.0}
-    server = comfy_host.boot()["server"]
-    send = server.send_sync
 
-    def on_message(event, data, sid=None):
-        if event == "executing" and data.get("node") is not None:
-            state["node"] = data["node"]
-            print(f"[{time.time() - state['t']:7.1f}s] {names.get(data['node'], data['node'])}", flush=True)
-        return send(event, data, sid)
+    def on_node(node):
+        state["node"] = node
+        print(f"[{time.time() - state['t']:7.1f}s] {names.get(node, node)}", flush=True)
 
-    def on_progress(value, total, preview=None, prompt_id=None, node_id=None):
+    def on_progress(value, total):
         now = time.time()
         if value == total or now - state["last"] > 2:
             state["last"] = now
             print(f"           {names.get(state['node'], '')}: {value}/{total}", flush=True)
 
-    server.send_sync = on_message
-    comfy.utils.set_progress_bar_global_hook(on_progress)
     try:
-        result = comfy_host.run_prompt(prompt, client_id="run_workflow")
+        with watch(on_node, on_progress):
+            result = comfy_host.run_prompt(prompt, client_id="run_workflow")
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    finally:
-        server.send_sync = send
-        comfy.utils.set_progress_bar_global_hook(None)
-    out_dir = folder_paths.get_output_directory()
-    written = []
-    for nid, ui in (result.get("_ui") or {}).items():
-        for item in (ui.get("images") or []) + (ui.get("gifs") or []):
-            if item.get("type") == "output":
-                written.append(os.path.join(out_dir, item.get("subfolder", ""), item["filename"]))
-        for r in result.get(nid, ()) if isinstance(result.get(nid), tuple) else ():
-            if isinstance(r, str) and os.path.isfile(r):
-                written.append(r)
-    for nid, vals in result.items():
-        if nid != "_ui" and prompt.get(nid, {}).get("class_type") == "VP2PSaveVideo":
-            written.append(vals[0])
     print(f"done in {time.time() - state['t']:.1f}s; wrote:")
     cwd = os.getcwd()
-    for p in sorted(set(written)):
+    for p in written_files(prompt, result, folder_paths.get_output_directory()):
         print("  " + (os.path.relpath(p) if os.path.abspath(p).startswith(cwd + os.sep) else p))
     return 0
 

@@ -239,6 +239,11 @@ def tuning_file_problem(name: str) -> str | None:
     return store.problem(name, FORMAT, "tuning", MAKER)[0]
 
 
+def tuning_payload(tuned) -> tuple[dict, dict]:
+    """(tensors, metadata) of a tuning file: what Tune On Video's save_name and the stage cache write."""
+    return tuning_state_dict(tuned), dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
+
+
 def save_tuning(tuned, save_name: str) -> str:
     """Write the trained tensors + metadata under output/video_p2p/; returns the file path."""
     meta = dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
