@@ -1,4 +1,7 @@
-"""Shared setup for the benchmark scripts: boot ComfyUI in-process and build models."""
+"""Shared setup for the benchmark scripts: boot ComfyUI in-process and build models. The one
+preamble of bench/: each script imports it (its own folder is on sys.path when run as
+`python bench/x.py`), and it appends the repository root so that the maintainer package
+vp2p_dev (comfy_host, devkit) imports."""
 import os
 import sys
 import tempfile
@@ -6,13 +9,14 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+if REPO not in sys.path:
+    sys.path.append(REPO)
 
 
 def boot():
-    import comfy_host
+    from vp2p_dev import comfy_host
     comfy_host.boot()
-    import devkit
+    from vp2p_dev import devkit
     return comfy_host, devkit
 
 

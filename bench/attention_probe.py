@@ -17,11 +17,8 @@ shape: the shape word is then in both prompts and the mask is the union of both 
                                  [--change shape|colour] [--blend-maps "source where both have the word"]
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 
 def main():

@@ -11,12 +11,9 @@ in one run, alternating the variants; absolute seconds only mean something on a 
     python bench/bench_edit.py --own-loop               # ComfyUI's sampler vs the previous own loop
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 VARIANTS = {
     "off": dict(cross_replace=0.0, self_replace=0.0),

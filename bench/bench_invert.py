@@ -15,12 +15,9 @@ the inversion trajectory (where the sampler puts its source branch back), so it 
 """
 import argparse
 import math
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 BASELINE = "ddim-cfg"      # plain DDIM inversion: the times are also given as ratios to it
 

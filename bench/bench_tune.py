@@ -12,8 +12,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 
 def bench_tuning(model, clip, frames_list, latent, steps, checkpointing, measure):

@@ -11,10 +11,8 @@ reference row (`off`).
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import quality  # noqa: E402
+import quality
 
 
 def main():

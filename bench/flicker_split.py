@@ -9,9 +9,7 @@ background inside the mask; then the means. Cases without blend words are skippe
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import quality as Q  # noqa: E402
 
 

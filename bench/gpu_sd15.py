@@ -9,12 +9,9 @@ No weights are needed (none can be downloaded here): speed and memory do not dep
     python bench/gpu_sd15.py --tiny        # smoke run of the script itself on CPU
 """
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 
 def sd15_config(tiny=False):

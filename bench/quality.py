@@ -37,11 +37,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 REPO = _common.REPO
 VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-decoupling", "fast",

@@ -12,10 +12,8 @@ exactly the wanted ones). `--against` prints a finished quality run's edit succe
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import quality  # noqa: E402
+import quality
 
 
 def target_rate(r, case, samples, seed):

@@ -7,10 +7,8 @@ default (tuned, direct inversion) with and without its local blend, for default 
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import quality  # noqa: E402
+import quality
 
 
 def main():

@@ -11,10 +11,8 @@ rate the mean ratio to the untuned loss.
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import quality  # noqa: E402
+import quality
 
 UNTUNED_LR = 1e-12
 

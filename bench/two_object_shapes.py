@@ -12,11 +12,8 @@ DDIM 50, CFG 7.5, as the model card's accuracy table; `--cfg 3,5,7.5` repeats bo
 """
 import argparse
 import collections
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+import _common
 
 BINS = ((0, 200), (200, 300), (300, 450), (450, 700), (700, 10 ** 6))
 

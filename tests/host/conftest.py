@@ -1,18 +1,14 @@
 """Boots a real ComfyUI (CPU) once per session and loads this pack through ComfyUI's own
 custom-node loader; provides tiny seeded SD1.x models built with ComfyUI's classes."""
 import os
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts"))
-
-import comfy_host  # noqa: E402
+from vp2p_dev import comfy_host
 
 comfy_host.boot(threads=int(os.environ.get("VP2P_TEST_THREADS", "0")) or None)
 
-import devkit  # noqa: E402
+from vp2p_dev import devkit  # noqa: E402  (after the boot: it reaches the pack ComfyUI loaded)
 
 
 @pytest.fixture(scope="session")

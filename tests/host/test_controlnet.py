@@ -4,7 +4,7 @@ a conditioning (here a tiny ControlNet built from ComfyUI's own classes) acts on
 import pytest
 import torch
 
-import devkit as tl
+from vp2p_dev import devkit as tl
 
 FRAMES, H, W, STEPS, CFG = 3, 8, 8, 5, 7.5
 WIDGETS = dict(cross_replace=0.4, self_replace=0.5, reweight_words="", reweight_scales="", blend_words="",

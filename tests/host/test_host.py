@@ -7,8 +7,8 @@ import pytest
 import safetensors.torch
 import torch
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 
 RESEARCH_GRADE = {"VP2PInflateT2SModel", "VP2PTuneOnVideo", "VP2PSharedNullTextInvert", "VP2PController",

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 
 def _inflate(model, temporal=True, video_norm=True, chunk=0, seed=0):

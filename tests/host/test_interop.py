@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-import devkit as tl
+from vp2p_dev import devkit as tl
 
 FRAMES, H, W = 3, 8, 8
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -268,11 +268,10 @@ def lora_model(model, lora_name, strength=1.0):
 
 FRESH = r"""
 import json, os, sys
-sys.path.insert(0, os.path.join(sys.argv[1], "scripts"))
-import comfy_host
+from vp2p_dev import comfy_host
 comfy_host.boot(threads=int(sys.argv[3]))
 import torch, folder_paths, nodes
-import devkit as tl
+from vp2p_dev import devkit as tl
 cfg = json.loads(sys.argv[2])
 tl.register_models_dir(cfg["models"])
 folder_paths.add_model_folder_path("loras", cfg["loras"])
@@ -325,7 +324,7 @@ def test_lora_model_inflates_tunes_inverts_edits_and_reloads_in_a_fresh_process(
            "tuning": os.path.relpath(tuning_path, os.path.join(outdir, "video_p2p")),
            "inversion": os.path.relpath(inv_path, os.path.join(outdir, "video_p2p")),
            "video": str(tmp_path / "video.pt")}
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
     # the same intra-op thread count as this process: CPU float reductions depend on it
     proc = subprocess.run([sys.executable, "-c", FRESH, REPO, json.dumps(cfg), str(torch.get_num_threads())],
                           capture_output=True, text=True,

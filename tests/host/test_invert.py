@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 FRAMES, H, W, STEPS, CFG = 3, 8, 8, 10, 7.5
 

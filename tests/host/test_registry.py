@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from devkit import REPO
+from vp2p_dev.devkit import REPO
 
 # client networking and process control; aiohttp's `web` (ComfyUI's own server routes) is allowed
 BANNED_MODULES = {"subprocess", "socket", "socketserver", "urllib", "http", "requests", "httpx", "ftplib",
@@ -120,7 +120,7 @@ def test_the_archive_holds_the_runtime_and_nothing_else(shipped):
                  "web/vp2p.js", "web/docs/VP2PLoadVideo.md", "workflows/toy_word_swap.json",
                  "models/toy_world/toy_world_sd1.safetensors", "requirements.txt", "pyproject.toml", "LICENSE"):
         assert need in names, need
-    for folder in ("tests/", "bench/", "scripts/", "docs/", ".ci/"):
+    for folder in ("tests/", "bench/", "scripts/", "vp2p_dev/", "docs/", ".ci/"):
         assert not any(n.startswith(folder) for n in names), folder
 
 
@@ -133,8 +133,8 @@ def test_the_scan_finds_what_it_looks_for():
     def read(p):
         with open(os.path.join(REPO, p), "rb") as f:
             return f.read()
-    got = findings({p: read(p) for p in ("scripts/comfy_host.py", "scripts/setup_host.sh", "tests/host/test_registry.py")})
-    assert "scripts/comfy_host.py:import subprocess" in got and "scripts/comfy_host.py:import socket" in got
+    got = findings({p: read(p) for p in ("vp2p_dev/comfy_host.py", "scripts/setup_host.sh", "tests/host/test_registry.py")})
+    assert "vp2p_dev/comfy_host.py:import subprocess" in got and "vp2p_dev/comfy_host.py:import socket" in got
     assert "scripts/setup_host.sh: a script" in got and "tests/host/test_registry.py:import subprocess" in got
     planted = b"import os\nfrom urllib.request import urlopen\nos.system('x')\nexec('1')\nx = 'pip install y'\n"
     assert sorted(findings({"nodes/x.py": planted})) == sorted([

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import devkit as tl
+from vp2p_dev import devkit as tl
 
 FRAMES, H, W, STEPS, CFG = 3, 8, 8, 5, 7.5
 

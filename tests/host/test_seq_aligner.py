@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import devkit as tl
+from vp2p_dev import devkit as tl
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import av
 import pytest
 import torch
 
-import comfy_host
-import devkit as tl
-from devkit import REPO, WORKFLOWS
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
+from vp2p_dev.devkit import REPO, WORKFLOWS
 
 PACK = comfy_host.PACK_DIRNAME
 THUMB_EXT = (".jpg",)      # what the editor asks for: /api/workflow_templates/<pack>/<name>.jpg
@@ -39,7 +39,7 @@ def test_every_workflow_has_a_thumbnail():
     for wf in WORKFLOWS:
         stem = os.path.splitext(wf)[0]
         thumbs = [stem + e for e in THUMB_EXT if os.path.exists(stem + e)]
-        assert thumbs, f"no thumbnail for {os.path.basename(wf)} (run scripts/make_thumbnails.py)"
+        assert thumbs, f"no thumbnail for {os.path.basename(wf)} (run python -m vp2p_dev.make_thumbnails)"
         from PIL import Image
         with Image.open(thumbs[0]) as im:
             assert im.format == "JPEG" and im.size[0] >= 128

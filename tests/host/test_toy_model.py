@@ -8,8 +8,8 @@ import os
 import folder_paths
 import pytest
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 
 @pytest.fixture(scope="module")
@@ -151,12 +151,12 @@ def test_toy_text_encoder_passes_only_the_words(toy_model):
 
 
 def test_training_token_rows_encode_as_the_full_table(toy_model):
-    """scripts/toy_train.py trains the text encoder through a table of only the rows its captions
+    """vp2p_dev/toy_train.py trains the text encoder through a table of only the rows its captions
     use (a dense gradient of the 49,408-row table per caption was a quarter of a training step): the
     captions must encode exactly as through the full table, an unknown token must fail loudly,
     and writing the rows back must touch those rows alone."""
     import torch
-    import toy_train
+    from vp2p_dev import toy_train
     clip = toy_model[1]
     encoder = clip.cond_stage_model.clip_l.transformer
     table = encoder.get_input_embeddings()

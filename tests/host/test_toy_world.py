@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +164,7 @@ def test_two_object_render_and_background(toy):
 
 def test_quality_judge_on_rendered_edits(toy):
     """The benchmark's judging (no model): a rendered target is a perfect edit."""
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                    "bench"))
-    import quality
+    import quality     # bench/ is on pytest's pythonpath
     world, oracle = toy
     spec = world.WorldSpec(colour="red", shape="circle", background="striped", frames=6, start=(0.3, 0.35),
                            end=(0.35, 0.45), scale=(0.14, 0.17), seed=4,
@@ -195,11 +191,7 @@ def test_quality_judge_on_rendered_edits(toy):
 
 
 def test_quality_report_keeps_old_results_and_adds_keep_columns():
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                    "bench"))
-    import quality
+    import quality     # bench/ is on pytest's pythonpath
     old = {"recon_psnr": 28.0, "edit_success": 1.0, "bg_psnr": 25.0, "flicker": 3.0, "seconds": 20.0}  # no invert_seconds
     one = {c: {"video-p2p": dict(old), "ddim+target": dict(old, edit_success=0.5)} for c in ("a", "b")}
     _, md = quality.report(one, ["video-p2p", "ddim+target"], 2, "x.json")

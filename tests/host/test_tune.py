@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-import comfy_host
-import devkit as tl
+from vp2p_dev import comfy_host
+from vp2p_dev import devkit as tl
 
 
 def _mods():

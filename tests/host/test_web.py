@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-import comfy_host
+from vp2p_dev import comfy_host
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHOTS = os.path.join(REPO, "artifacts", "web")

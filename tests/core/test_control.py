@@ -2,9 +2,7 @@
 import pytest
 import torch
 
-import devkit as tl
-
-vc = tl.core.control
+from vp2p_core import control as vc
 
 
 def probs(*shape, seed=0):

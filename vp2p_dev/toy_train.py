@@ -17,54 +17,54 @@ commands. Measurements:
 models/toy_world/MODEL_CARD.md ("How v3 was found").
 
     # v3 (shipped): autoencoder + decoder round (27.6 min), v1's route on it, then the words
-    .venv/bin/python scripts/toy_train.py --scratch --vae-steps 2000 --words-steps 0 \
+    .venv/bin/python -m vp2p_dev.toy_train --scratch --vae-steps 2000 --words-steps 0 \
         --decoder-rounds 1500:2e-4 --out v3a.safetensors
-    .venv/bin/python scripts/toy_train.py --global-from v3a.safetensors --two-share 0 --turn-share 0 \
+    .venv/bin/python -m vp2p_dev.toy_train --global-from v3a.safetensors --two-share 0 --turn-share 0 \
         --unet-rounds 2400:8e-4,1000:2e-4,800:1e-4 --out v3o.safetensors
-    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --unet-rounds 2600:4e-4 \
+    .venv/bin/python -m vp2p_dev.toy_train --resume v3o.safetensors --unet-rounds 2600:4e-4 \
         --decoder-rounds '' --out v3g.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from v3g.safetensors --words-steps 2700 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from v3g.safetensors --words-steps 2700 \
         --eps-obj-weight 2 --turn-share 0.25 --out v3w.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
         --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 \
         --out models/toy_world/toy_world_sd1.safetensors
     # v1 and v2
-    .venv/bin/python scripts/toy_train.py --out v1.safetensors                  # v1 (81 min)
-    .venv/bin/python scripts/toy_train.py --words-from v1.safetensors --out words.safetensors
-    .venv/bin/python scripts/toy_train.py --resume words.safetensors --unet-rounds '' \
+    .venv/bin/python -m vp2p_dev.toy_train --out v1.safetensors                  # v1 (81 min)
+    .venv/bin/python -m vp2p_dev.toy_train --words-from v1.safetensors --out words.safetensors
+    .venv/bin/python -m vp2p_dev.toy_train --resume words.safetensors --unet-rounds '' \
         --decoder-rounds 1500:2e-4 --mixed-data --images 12000 \
         --out models/toy_world/toy_world_sd1.safetensors                        # v2
-    .venv/bin/python scripts/toy_train.py --words-continue --out words.safetensors   # after an interruption
+    .venv/bin/python -m vp2p_dev.toy_train --words-continue --out words.safetensors   # after an interruption
     # not shipped: stage 'words' from random weights on v3's autoencoder
-    .venv/bin/python scripts/toy_train.py --scratch --vae-steps 2000 --words-steps 5000 \
+    .venv/bin/python -m vp2p_dev.toy_train --scratch --vae-steps 2000 --words-steps 5000 \
         --words-lr 6e-4 --eps-obj-weight 2 --decoder-rounds 1500:2e-4 --out v3s.safetensors
     # not shipped: the first candidate (145.8 min), from v3o with fewer one-object steps
-    .venv/bin/python scripts/toy_train.py --words-from v3o.safetensors --words-steps 3800 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from v3o.safetensors --words-steps 3800 \
         --eps-obj-weight 2 --turn-share 0.25 --out c1w.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from c1w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from c1w.safetensors --words-steps 1000 --words-lr 2.5e-4 \
         --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out c1.safetensors
     # not shipped: a fourth chain (142.1 min), two-object images in the global route's last round
-    .venv/bin/python scripts/toy_train.py --resume v3o.safetensors --mixed-data --two-share 0.5 \
+    .venv/bin/python -m vp2p_dev.toy_train --resume v3o.safetensors --mixed-data --two-share 0.5 \
         --turn-share 0 --unet-rounds 2400:4e-4 --decoder-rounds '' --out c3g.safetensors
     (then the two stage 'words' commands of v3 from c3g.safetensors)
     # not shipped: v3's last round with 80% two objects (147.3 min), and v3 + such a round (162.5 min)
-    .venv/bin/python scripts/toy_train.py --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from v3w.safetensors --words-steps 850 --words-images 12000 \
         --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out c5.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from models/toy_world/toy_world_sd1.safetensors \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from models/toy_world/toy_world_sd1.safetensors \
         --words-steps 850 --words-images 12000 --words-lr 2.5e-4 --two-share 0.8 --eps-obj-weight 2 \
         --turn-share 0.25 --seed 2 --out p1.safetensors
-    (and the same round on `scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
+    (and the same round on `-m vp2p_dev.toy_grow models/toy_world/toy_world_sd1.safetensors grown.safetensors`:
     --words-from grown.safetensors, 166.6 min; or p1's round with --eps-obj-weight 6, or with --min-snr 5)
     # not shipped: a UNet 1.5x as wide on v3's autoencoder, v3's split of the budget (149.8 min)
-    .venv/bin/python scripts/toy_train.py --global-from models/toy_world/toy_world_sd1.safetensors \
+    .venv/bin/python -m vp2p_dev.toy_train --global-from models/toy_world/toy_world_sd1.safetensors \
         --two-share 0 --turn-share 0 --unet-channels 96 --unet-rounds 1300:8e-4 --out w96.safetensors
-    .venv/bin/python scripts/toy_train.py --resume w96.safetensors --unet-rounds 1700:4e-4 \
+    .venv/bin/python -m vp2p_dev.toy_train --resume w96.safetensors --unet-rounds 1700:4e-4 \
         --decoder-rounds '' --out w96r.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from w96r.safetensors --words-steps 1650 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from w96r.safetensors --words-steps 1650 \
         --eps-obj-weight 2 --turn-share 0.25 --out w96w.safetensors
-    .venv/bin/python scripts/toy_train.py --words-from w96w.safetensors --words-steps 339 --words-images 8000 \
+    .venv/bin/python -m vp2p_dev.toy_train --words-from w96w.safetensors --words-steps 339 --words-images 8000 \
         --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out w96f.safetensors
-    .venv/bin/python scripts/toy_train.py --scratch --words-images 2000 --vae-steps 50 \
+    .venv/bin/python -m vp2p_dev.toy_train --scratch --words-images 2000 --vae-steps 50 \
         --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
 
 Writes the checkpoint (fp16, config and minutes per stage in the safetensors metadata) and
@@ -76,13 +76,9 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 UNET = dict(model_channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, context_dim=128,
             num_head_channels=16, attention_levels=[0, 1])
@@ -279,7 +275,7 @@ def train_unet(diffusion_model, latents, caps, embed, steps, batch, lr, seed, dr
     EMA of the weights."""
     import numpy as np
     import torch
-    import devkit as tl
+    from . import devkit as tl
     autograd_safe = tl.host.grad.autograd_safe
     from vp2p_core.schedule import sd1_sigmas
     sig = sd1_sigmas().float()
@@ -389,8 +385,8 @@ def main():
     a.mixed = (0.5 if a.two_share is None else a.two_share, 0.5 if a.turn_share is None else a.turn_share)
     a.two_share = 0.6 if a.two_share is None else a.two_share
     import torch
-    import comfy_host
-    import devkit as tl
+    from . import comfy_host
+    from . import devkit as tl
     comfy_host.boot(threads=a.threads)
     sc = tl.host.checkpoint
     import comfy.sd
@@ -619,7 +615,7 @@ def train_words(model, clip, latents, caps, masks, words, a, save):
     EMA and RNG states are saved with every checkpoint to OUT.state.pt."""
     import numpy as np
     import torch
-    import devkit as tl
+    from . import devkit as tl
     steps, lr = a.words_steps, a.words_lr
     dm = model.model.diffusion_model.float()
     te = clip.cond_stage_model.float()

@@ -3,22 +3,20 @@ blocks starting as the identity (their attention and feed-forward output project
 grown model computes exactly what the file did), saved so that `toy_train.py --words-from` can
 train on. A pilot of UNet capacity for two-object scenes (model card, "What limits two objects").
 
-    .venv/bin/python scripts/toy_grow.py models/toy_world/toy_world_sd1.safetensors grown.safetensors
+    .venv/bin/python -m vp2p_dev.toy_grow models/toy_world/toy_world_sd1.safetensors grown.safetensors
 """
 import copy
 import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 ZERO_INIT = ("attn1.to_out.0.", "attn2.to_out.0.", "ff.net.2.")
 
 
 def main(src, out):
     src, out = os.path.abspath(src), os.path.abspath(out)       # booting the host changes the directory
-    import comfy_host
+    from . import comfy_host
     comfy_host.boot(threads=2)
-    import devkit as tl
+    from . import devkit as tl
     import torch
     sc = tl.pack().vp2p_host.checkpoint
     cfg = sc.read_config(src)
@@ -37,7 +35,7 @@ def main(src, out):
             sd[k] = torch.zeros_like(sd[k])
     grown.model.diffusion_model.load_state_dict(sd)
     grown_cfg["toy_world"].setdefault("notes", []).append("grown: a second transformer block per attention "
-                                                          "level, identity at the start (scripts/toy_grow.py)")
+                                                          "level, identity at the start (-m vp2p_dev.toy_grow)")
     sc.save_checkpoint(out, grown_cfg, grown, clip, vae)
     print(f"{out}: {len(new)} new tensors, {sum(v.numel() for v in sd.values())} UNet parameters "
           f"(was {sum(v.numel() for v in old.values())})")

@@ -8,7 +8,7 @@ The sd15_* workflows need the user's SD1.5 checkpoint, clip (and ControlNet); fo
 same graph runs with the shipped toy model, a rendered toy-world clip and toy prompts in their place
 (and without the ControlNet branch).
 
-    .venv/bin/python scripts/make_thumbnails.py [workflows/<name>.json ...]
+    .venv/bin/python -m vp2p_dev.make_thumbnails [workflows/<name>.json ...]
 """
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ import os
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WIDTH = 384            # thumbnail width in pixels (the template cards are about this wide)
 RUN_FIRST = ["toy_word_swap.json"]     # toy_reuse_saved.json loads what this one saves
@@ -43,7 +41,7 @@ def sd15_on_toy(prompt, tmp):
             n["inputs"].pop("source_conditioning", None)
             n["inputs"].pop("target_conditioning", None)
     import numpy as np
-    import devkit as tl
+    from . import devkit as tl
     world = tl.toy.world
     vio = tl.host.video_io
     import torch
@@ -90,11 +88,11 @@ def thumbnail(frames, path):
 
 
 def main():
-    import comfy_host
+    from . import comfy_host
     comfy_host.boot()
     import folder_paths
     import nodes
-    import workflow_api as wa
+    from . import workflow_api as wa
     paths = sys.argv[1:] or sorted(glob.glob(os.path.join(REPO, "workflows", "*.json")),
                                    key=lambda p: (os.path.basename(p) not in RUN_FIRST, p))
     with tempfile.TemporaryDirectory() as tmp:
