@@ -1,5 +1,5 @@
 """Word-attention localisation of a toy-world model, measured through the pack as a user's edit
-sees it (scripts/devkit.py attention_probe): held-out moving toy videos are encoded, inverted
+sees it (vp2p_dev/devkit.py attention_probe): held-out moving toy videos are encoded, inverted
 (Shared Null-Text Invert) and edited by the Decoupled Sampler with a P2P Controller word swap of
 one object's shape word, a local blend on that word and the attention-map output for it.
 
