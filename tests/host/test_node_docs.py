@@ -1,16 +1,23 @@
-"""The node reference (README) and the editor's help pages (web/docs/<NodeId>.md) are generated
-from the live node definitions by scripts/node_table.py, and are up to date."""
+"""The editor's help pages (web/docs/<NodeId>.md) and their index (docs/nodes.md) are generated from the live
+node definitions by scripts/node_table.py, and are up to date; the README's node links carry the live names."""
 import os
 
 import node_table
 
 
-def test_readme_section_and_help_pages_are_up_to_date(host):
+def test_index_and_help_pages_are_up_to_date(host):
     nodes = node_table.pack_nodes()
     assert node_table.stale(nodes) == [], "run: .venv/bin/python scripts/node_table.py --write"
     ids = {n for n, _ in nodes}
     pages = {f[:-3] for f in os.listdir(node_table.DOCS_DIR) if f.endswith(".md")}
     assert pages == ids and len(ids) >= 15        # one help page per node of the pack, no orphans
+    readme = open(node_table.README, encoding="utf-8").read()
+    method = ("VP2PInflateT2SModel", "VP2PTuneOnVideo", "VP2PSharedNullTextInvert", "VP2PController",
+              "VP2PDecoupledSampler")
+    linked = {n for _, n in node_table._HELP_LINK.findall(readme)}
+    assert set(method) <= linked                  # the README's table links the five method nodes' pages
+    index = open(node_table.INDEX, encoding="utf-8").read()
+    assert all(f"(../web/docs/{n}.md)" in index for n in ids)
 
 
 def test_a_changed_definition_makes_them_stale(host, monkeypatch):
@@ -25,7 +32,23 @@ def test_a_changed_definition_makes_them_stale(host, monkeypatch):
         return schema
     monkeypatch.setattr(cls, "define_schema", classmethod(changed))
     bad = node_table.stale(nodes)
-    assert "README.md (Node reference)" in bad and "web/docs/VP2PSideBySide.md" in bad and len(bad) == 2
+    assert "docs/nodes.md" in bad and "web/docs/VP2PSideBySide.md" in bad and len(bad) == 2
+
+
+def test_a_renamed_node_breaks_the_readme_link(host, monkeypatch):
+    """The README's hand-written node table is checked against the live display names."""
+    nodes = node_table.pack_nodes()
+    cls = dict(nodes)["VP2PController"]
+    define = cls.define_schema
+
+    def renamed(c):
+        schema = define()
+        schema.display_name = "P2P Controller (renamed)"
+        return schema
+    monkeypatch.setattr(cls, "define_schema", classmethod(renamed))
+    bad = node_table.stale(nodes)
+    assert any(b.startswith("README.md (node links") and "[P2P Controller](web/docs/VP2PController.md)" in b
+               for b in bad), bad
 
 
 def test_help_page_content(host):
