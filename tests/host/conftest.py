@@ -50,3 +50,15 @@ def outdir(tmp_path):
         yield str(tmp_path)
     finally:
         folder_paths.set_output_directory(old)
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    """(source CONDITIONING, empty-prompt CONDITIONING) of the tiny CLIP."""
+    return devkit.encode(tiny[1], "a red circle moving right"), devkit.encode(tiny[1], "")
+
+
+@pytest.fixture(scope="module")
+def inflated(tiny):
+    """The tiny model inflated, its temporal attention set as if tuned (not the identity)."""
+    return devkit.trained_like_inflation(tiny[0])

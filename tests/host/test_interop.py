@@ -39,11 +39,6 @@ def tune(model, video, cond, steps=2, lr=1e-3):
 
 
 @pytest.fixture(scope="module")
-def prompts(tiny):
-    return tl.encode(tiny[1], "a red circle moving right"), tl.encode(tiny[1], "")
-
-
-@pytest.fixture(scope="module")
 def video():
     return tl.video_latent(FRAMES, H, W, seed=31)
 

@@ -51,18 +51,8 @@ def sampler_source_branch(model, inv):
 
 
 @pytest.fixture(scope="module")
-def prompts(tiny):
-    return tl.encode(tiny[1], "a red circle moving right"), tl.encode(tiny[1], "")
-
-
-@pytest.fixture(scope="module")
 def video():
     return tl.video_latent(FRAMES, H, W, seed=21)
-
-
-@pytest.fixture(scope="module")
-def inflated(tiny):
-    return tl.trained_like_inflation(tiny[0])
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,6 @@ def noise():
     return torch.randn(FRAMES, 4, H, W, generator=torch.Generator().manual_seed(5))
 
 
-@pytest.fixture(scope="module")
-def inflated(tiny):
-    return tl.trained_like_inflation(tiny[0])
-
-
 def test_control_off_is_core_ksampler(tiny, noise):
     model, clip, _ = tiny
     src, tgt = "a red circle", "a blue circle"
