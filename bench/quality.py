@@ -30,7 +30,14 @@ its colour and shape); the tables average them over those cases.
     python bench/quality.py [--cases bench/cases/default.json] [--out artifacts/quality.json]
                             [--variants video-p2p direct-inversion ...] [--limit N] [--names A B]
                             [--set cross_replace=0.8 ...]   # one field set in every case (a sweep)
+    python bench/quality.py --draw N --seed S [...]   # N random cases per edit kind instead of a case file
     python bench/quality.py --report artifacts/quality.json     # the tables of a finished run
+
+Drawn cases (`draw_cases`) come from the toy world's own generator (`world.random_spec`: 8-48
+frames, moving, growing, half of them turning), N per edit kind (KINDS), from the seed alone.
+Each case also gets the model's text-to-image rate for its target (bench/target_t2i.py, `--t2i-samples`
+per case; 0 skips it), and the report adds edit success on the cases the model can draw
+(rate >= DRAWABLE) beside the overall, so a failure of the method and one of the model read apart.
 """
 from __future__ import annotations
 
@@ -48,7 +55,12 @@ VARIANTS = ["video-p2p", "no-tuning", "per-frame-null", "no-local-blend", "no-de
 OLD_NAMES = {"fast-inversion": "ddim-cfg", "negative-prompt": "fast"}
 DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
             "cross_replace": 0.2, "self_replace": 0.5, "blend_words": "", "blend_threshold": 0.3,
-            "blend_start": 0.2, "reweight_words": "", "reweight_scales": "", "mode": "swap", "seed": 33}
+            "blend_start": 0.2, "reweight_words": "", "reweight_scales": "", "mode": "swap", "seed": 33,
+            "word_windows": "", "swapped_window": None, "blend_changed": False}
+# word_windows: the P2P Controller's per-word cross-attention windows; swapped_window (a number): a window
+# (0, x) on the target words that differ from the source (written into word_windows, e.g. a short one
+# under a long cross_replace); blend_changed: blend on the words that differ between the prompts instead of
+# blend_words (for two objects: the edited object's own words, not a word both objects share)
 
 
 def load_cases(path):
@@ -62,6 +74,56 @@ def load_cases(path):
         if "target" not in case or "world" not in case:
             raise SystemExit(f"case {case['name']}: 'world' and 'target' are required")
         cases.append(case)
+    return cases
+
+
+KINDS = ("colour-swap", "shape-swap", "refine", "reweight", "two-colour", "two-shape")
+DRAWABLE = 0.8      # a target the model draws in at least this share of text-to-image samples
+
+
+def draw_cases(world, n, seed):
+    """N cases per edit kind, drawn from the toy world's generator (world: vp2p_toy.world) and the
+    seed alone: each kind has its own stream, so case i of a kind is the same for any n > i.
+
+    colour-swap / shape-swap: one object, swap its colour / shape word; refine: one object's colour
+    or shape word changed by refine's word alignment, or (a third of them) a two-object world whose
+    source names only the first object and whose target adds the second with its colour or shape
+    changed; reweight: a colour swap with the new colour word reweighted (x1.5, 2 or 3); two-colour /
+    two-shape: two objects, one of them (either) gets a new colour (none of the two present) / shape.
+    The blend words are the edited object's shape word(s), as in the hand-written cases."""
+    import numpy as np
+    cases = []
+    for k, kind in enumerate(KINDS):
+        rng = np.random.default_rng([int(seed), k])
+        for i in range(int(n)):
+            frames = int(rng.integers(8, 49))
+            turn = bool(rng.random() < 0.5)
+            sub = str(rng.choice(["colour", "shape", "add"], p=[1 / 3, 1 / 3, 1 / 3])) if kind == "refine" else None
+            two = kind.startswith("two-") or sub == "add"
+            spec = world.random_spec(rng, frames=frames, motion=True, objects=2 if two else 1, turn=turn)
+            case = {"name": f"{kind}-s{seed}-{i}", "kind": kind, "world": spec.to_dict()}
+            objs = spec.objects()
+            which = int(rng.integers(2)) if kind.startswith("two-") else 1 if sub == "add" else 0
+            obj = objs[which]
+            change = "colour" if kind in ("colour-swap", "reweight", "two-colour") else                 "shape" if kind in ("shape-swap", "two-shape") else sub if sub != "add" else                 str(rng.choice(["colour", "shape"]))
+            if change == "colour":
+                new = str(rng.choice([c for c in world.COLOURS if c not in {o.colour for o in objs}]))
+                edited = (spec.with_object if which == 0 else spec.with_second)(colour=new)
+                blend = obj.shape
+            else:
+                new = str(rng.choice([x for x in world.SHAPES if x != obj.shape]))
+                edited = (spec.with_object if which == 0 else spec.with_second)(shape=new)
+                blend = f"{obj.shape}, {new}"
+            case.update(target=edited.caption, mode="swap")
+            if kind == "refine":
+                case["mode"] = "refine"
+                if sub == "add":
+                    case["source"] = world.caption(spec.colour, spec.shape, spec.background, spec.background_colour)
+            elif kind == "reweight":
+                case.update(mode="reweight", reweight_words=new, reweight_scales=str(rng.choice([1.5, 2.0, 3.0])))
+            said = set((case.get("source", spec.caption) + " " + case["target"]).split())
+            case["blend_words"] = ", ".join(w for w in blend.split(", ") if w in said)
+            cases.append(case)
     return cases
 
 
@@ -141,10 +203,16 @@ class Runner:
 
     def controller(self, case, layers="cross+temporal (paper)", off=False, blend=True, blend_maps=None):
         c = case
+        src_changed, tgt_changed = self.tl.core.seq_aligner.changed_words(c["source"], c["target"])
+        windows = c.get("word_windows") or ""
+        if c.get("swapped_window") is not None:
+            windows = ", ".join([w for w in [windows] if w] + [f"{w}:{c['swapped_window']}" for w in tgt_changed])
+        blend_words = ", ".join(dict.fromkeys(src_changed + tgt_changed)) if c.get("blend_changed") else c["blend_words"]
         return self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
                                  0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
-                                 c["blend_words"] if blend and not off else "", c["blend_threshold"], c["blend_start"],
-                                 layers, "", blend_maps=blend_maps or self.tl.core.prompts.BLEND_BOTH)[0]
+                                 blend_words if blend and not off else "", c["blend_threshold"], c["blend_start"],
+                                 layers, "", blend_maps=blend_maps or self.tl.core.prompts.BLEND_BOTH,
+                                 word_windows="" if off else windows)[0]
 
     def decode(self, latent):
         import torch
@@ -375,7 +443,32 @@ def paired(all_results, variants, ref="video-p2p"):
             "better; lower flicker is better)\n\n" + head + "\n" + "\n".join(rows))
 
 
-def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=None):
+def drawable(all_results, variants, t2i, bar=DRAWABLE):
+    """Edit success beside the model's own text-to-image rate of the targets: over all cases with a
+    rate, over the drawable ones (rate >= bar), and the method's share of the model's rate there."""
+    import numpy as np
+    names = [c for c in all_results if c in t2i]
+    easy = [c for c in names if t2i[c] >= bar]
+    rate = lambda cs: float(np.mean([t2i[c] for c in cs])) if cs else float("nan")  # noqa: E731
+    rows = []
+    for v in variants:
+        def success(cs):
+            vals = [all_results[c][v]["edit_success"] for c in cs if v in all_results[c]]
+            return float(np.mean(vals)) if vals else float("nan")
+        ok_all, ok_easy = success(names), success(easy)
+        rows.append(f"| {v} | {ok_all:.2f} | {ok_easy:.2f} | {ok_easy / rate(easy) if easy else float('nan'):.2f} |")
+    kinds = {}
+    for c in names:
+        kinds.setdefault(c.split("-s")[0], []).append(c)
+    per_kind = ", ".join(f"{k} {sum(t2i[c] >= bar for c in cs)}/{len(cs)}" for k, cs in kinds.items())
+    return (f"Text-to-image rate of the targets (the model drawing the target caption alone): mean {rate(names):.2f} "
+            f"over {len(names)} cases; {len(easy)} cases drawable (rate >= {bar}), mean rate {rate(easy):.2f} there"
+            + (f" (drawable per kind: {per_kind})" if len(kinds) > 1 else "") + ".\n\n"
+            "| variant | edit success, all | edit success, drawable | drawable: share of the t2i rate |\n|---|---|---|---|\n"
+            + "\n".join(rows))
+
+
+def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=None, t2i=None):
     table = summarise(all_results, variants)
     n_two = sum(any(k in m for m in r.values() for k in KEEP_KEYS) for r in all_results.values())
     md = markdown(table, n_cases, case_file, n_two)
@@ -388,6 +481,8 @@ def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=
                f"flicker {c['flicker'][0]:.2f} ± {c['flicker'][1]:.2f}"
                + (f", keep rate {c['keep_rate'][0]:.2f} ± {c['keep_rate'][1]:.2f}" if "keep_rate" in c else "")
                + ": the ceiling of the oracles on this autoencoder.")
+    if t2i:
+        md += "\n\n" + drawable(all_results, variants, t2i)
     if ref in variants and len(variants) > 1:
         md += "\n\n" + paired(all_results, variants, ref)
     return table, md
@@ -396,7 +491,7 @@ def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=
 def merge_runs(paths):
     """Results of several result files, merged case by case (a later file's variant wins):
     -> (results, ceilings, case_file)."""
-    results, ceilings, files = {}, {}, []
+    results, ceilings, files, t2i = {}, {}, [], {}
     for path in paths:
         with open(path) as f:
             d = json.load(f)
@@ -404,7 +499,8 @@ def merge_runs(paths):
         for c, res in d["results"].items():
             results.setdefault(c, {}).update({OLD_NAMES.get(v, v): r for v, r in res.items()})
         ceilings.update(d.get("ceilings") or {})
-    return results, ceilings, " + ".join(dict.fromkeys(files))
+        t2i.update(d.get("t2i") or {})
+    return results, ceilings, " + ".join(dict.fromkeys(files)), t2i
 
 
 def main():
@@ -420,17 +516,26 @@ def main():
     ap.add_argument("--set", metavar="KEY=VALUE", nargs="+", default=[],
                     help="set a case field in every case, over the case file's own value (a JSON value, "
                          "e.g. cross_replace=0.8); recorded in the output")
+    ap.add_argument("--draw", type=int, default=0, metavar="N",
+                    help="N cases per edit kind drawn by draw_cases from --seed, instead of --cases")
+    ap.add_argument("--seed", type=int, default=0, help="the seed of --draw")
+    ap.add_argument("--t2i-samples", type=int, default=16,
+                    help="text-to-image samples of each target caption (bench/target_t2i.py); 0 = none")
+    ap.add_argument("--t2i-seed", type=int, default=1000, help="case i samples with this seed + i")
     ap.add_argument("--report", metavar="JSON", nargs="+",
                     help="print the tables of finished runs again (no new run); several files (e.g. runs of "
                          "different variants on the same cases) are merged case by case")
     a = ap.parse_args()
     a.out, a.cases = os.path.abspath(a.out), os.path.abspath(a.cases)   # before ComfyUI's boot changes the cwd
     if a.report:
-        results, ceilings, case_file = merge_runs(a.report)
+        results, ceilings, case_file, t2i = merge_runs(a.report)
         variants = list(dict.fromkeys(v for r in results.values() for v in r))
-        print(report(results, variants, len(results), case_file, a.ref, ceilings)[1])
+        print(report(results, variants, len(results), case_file, a.ref, ceilings, t2i)[1])
         return
-    cases = load_cases(a.cases)
+    if a.draw:
+        cases = [dict(DEFAULTS, **c) for c in draw_cases(_common.boot()[1].toy.world, a.draw, a.seed)]
+    else:
+        cases = load_cases(a.cases)
     overrides = parse_overrides(a.set, cases)
     for c in cases:
         c.update(overrides)
@@ -445,15 +550,22 @@ def main():
     all_results, ceilings = {}, {}
     t0 = time.time()
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    case_file = os.path.relpath(a.cases, REPO) + (" with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
+    case_file = (f"quality.py --draw {a.draw} --seed {a.seed}" if a.draw else os.path.relpath(a.cases, REPO)) + (" with " + ", ".join(f"{k}={v}" for k, v in overrides.items())
                                                  + " in every case" if overrides else "")
-    for case in cases:
+    t2i = {}
+    for i, case in enumerate(cases):
+        if a.t2i_samples:
+            import target_t2i
+            t2i[case["name"]] = target_t2i.target_rate(r, case, a.t2i_samples, a.t2i_seed + i)
+            print(f"  {case['name']:<18} {'(target t2i)':<16} rate {t2i[case['name']]:.2f} "
+                  f"of {a.t2i_samples}: {case['target']!r}", flush=True)
         all_results[case["name"]] = r.run_case(case, a.variants)
         ceilings[case["name"]] = r.last_ceiling
-        table, md = report(all_results, a.variants, len(all_results), case_file, a.ref, ceilings)
+        table, md = report(all_results, a.variants, len(all_results), case_file, a.ref, ceilings, t2i)
         with open(a.out, "w") as f:     # after every case, so a long run that stops keeps its results
             json.dump({"case_file": case_file, "overrides": overrides, "cases": cases, "results": all_results,
-                       "summary": table, "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings}, f, indent=1, default=str)
+                       "summary": table, "markdown": md, "seconds": time.time() - t0, "ceilings": ceilings,
+                       "t2i": t2i, "t2i_samples": a.t2i_samples}, f, indent=1, default=str)
     print("\n" + md)
     print(f"\ntotal {time.time() - t0:.0f} s")
 

@@ -202,11 +202,15 @@ def render(spec: WorldSpec):
     return np.stack(frames), truth
 
 
-def random_spec(rng, frames=1, size=SIZE, motion=True, objects=1):
+def random_spec(rng, frames=1, size=SIZE, motion=True, objects=1, turn=False):
     """A random spec (training data and tests): any object(s), background, position and motion.
-    Two objects are smaller and never overlap along their paths."""
+    Two objects are smaller and never overlap along their paths. `turn`: each object also turns,
+    from a random angle by up to 90 degrees either way over the clip (drawn after everything
+    else, so the other fields are those of the same rng without it)."""
     if objects == 2:
-        return _random_pair(rng, frames, size, motion)
+        return _turned(_random_pair(rng, frames, size, motion), rng) if turn else _random_pair(rng, frames, size, motion)
+    if turn:
+        return _turned(random_spec(rng, frames, size, motion, objects), rng)
     r0 = rng.uniform(0.14, 0.26)
     start = tuple(rng.uniform(r0 + 0.02, 1 - r0 - 0.02, 2))
     if motion:
@@ -238,6 +242,15 @@ def _random_pair(rng, frames, size, motion):
                      background_colour=str(rng.choice(list(BG_COLOURS))), frames=frames, size=size,
                      start=tuple(float(v) for v in s0), end=tuple(float(v) for v in e0),
                      scale=(float(r[0]), float(r[0])), seed=int(rng.integers(0, 2 ** 31)), second=second)
+
+
+def _turned(spec, rng):
+    a0, da = rng.uniform(0, 120), rng.uniform(-90, 90)
+    spec = dataclasses.replace(spec, rotation=(float(a0), float(a0 + da)))
+    if spec.second is not None:
+        a0, da = rng.uniform(0, 120), rng.uniform(-90, 90)
+        spec.second = dataclasses.replace(spec.second, rotation=(float(a0), float(a0 + da)))
+    return spec
 
 
 def spec_json(spec: WorldSpec) -> str:

@@ -4,7 +4,7 @@ exactly its tokens at exactly its steps; bad entries are errors naming the node 
 import pytest
 import torch
 
-import devkit as tl
+from vp2p_dev import devkit as tl
 
 FRAMES, H, W, STEPS, CFG = 2, 8, 8, 5, 7.5
 SRC, TGT = "a red circle", "a blue circle"      # 'blue' is token 2
@@ -81,7 +81,7 @@ def test_bad_word_windows_name_the_node_and_the_fix(tiny, entry, match):
 
 
 def test_align_preview_shows_the_word_windows(host):
-    route = tl.pack_nodes.routes
+    route = tl.host.routes
     out = route.align({"source": "a man riding a bike", "target": "a man riding a motorbike", "mode": "swap",
                        "cross_replace": 0.3, "word_windows": "motorbike:0.1-0.6"})
     assert out["ok"] and out["cross_window"] == [0.0, 0.3]

@@ -1,0 +1,62 @@
+"""bench/quality.py --draw: cases drawn from the toy world's generator are a function of the seed,
+cover every edit kind, and are valid edits of their worlds (no ComfyUI needed)."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
+
+import quality  # noqa: E402
+from vp2p_toy import world  # noqa: E402
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def drawn():
+    return quality.draw_cases(world, N, 7)
+
+
+def test_drawing_is_a_function_of_the_seed(drawn):
+    assert quality.draw_cases(world, N, 7) == drawn
+    assert quality.draw_cases(world, N, 8) != drawn
+    # each kind has its own stream: drawing more keeps the first cases
+    fewer = quality.draw_cases(world, 2, 7)
+    assert fewer == [c for c in drawn if int(c["name"].rsplit("-", 1)[1]) < 2]
+
+
+def test_every_kind_n_times_with_varied_clips(drawn):
+    assert [c["kind"] for c in drawn] == [k for k in quality.KINDS for _ in range(N)]
+    assert len({c["name"] for c in drawn}) == len(drawn)
+    many = quality.draw_cases(world, 12, 3)
+    frames = [c["world"]["frames"] for c in many]
+    assert min(frames) >= 8 and max(frames) <= 48 and len(set(frames)) > 10
+    turned = [c for c in many if c["world"].get("rotation", (0, 0))[0] != c["world"].get("rotation", (0, 0))[1]]
+    assert 0 < len(turned) < len(many)
+    assert {c["mode"] for c in many} == {"swap", "refine", "reweight"}
+    assert any("source" in c for c in many)       # refines that add the second object's words
+
+
+def test_drawn_cases_are_valid_edits(drawn):
+    for c in drawn:
+        spec = world.WorldSpec.from_dict(c["world"])
+        source = c.get("source", spec.caption)
+        objs = [(o.colour, o.shape) for o in spec.objects()]
+        want = [tuple(w) for w in quality.expected_objects(world, c["target"], spec)]
+        changed = [(o, w) for o, w in zip(objs, want) if o != w]
+        assert len(want) == len(objs) == (2 if c["kind"].startswith("two-") or "source" in c else 1), c
+        assert len(changed) == 1 and c["target"] != source, c       # exactly one object is edited
+        (oc, os_), (wc, ws) = changed[0]
+        if c["kind"] in ("colour-swap", "reweight", "two-colour"):
+            assert oc != wc and os_ == ws and wc not in {o[0] for o in objs}, c
+        elif c["kind"] in ("shape-swap", "two-shape"):
+            assert oc == wc and os_ != ws, c
+        if c["mode"] in ("swap", "reweight"):
+            assert len(source.split()) == len(c["target"].split()), c
+        blend = [w.strip() for w in c["blend_words"].split(",")]
+        assert blend and all(w in source.split() + c["target"].split() for w in blend), c
+        if c["mode"] == "reweight":
+            assert c["reweight_words"] == wc and float(c["reweight_scales"]) > 1, c
+        video, truth = world.render(spec)
+        assert video.shape[0] == spec.frames and len(truth["objects"]) == len(objs)
