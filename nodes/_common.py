@@ -51,6 +51,19 @@ def check_options(node, **values):
     return True
 
 
+def prefix_check(display_name: str, prefix, default: str, base: str = "", input_name: str = "filename_prefix"):
+    """validate_inputs of a file name prefix (vp2p_host.store.output_prefix, the one rule of every
+    writer): True, or the error naming the node and the fix, before anything runs."""
+    from ..vp2p_host import store
+    if not isinstance(prefix, str):          # from a link: checked when the node runs
+        return True
+    try:
+        store.output_prefix(prefix, default, base, input_name)
+    except InputError as e:
+        return f"{display_name}: {e}"
+    return True
+
+
 def hidden(node, name: str):
     """A hidden input (prompt, extra_pnginfo) of a running node; None when the node is called
     directly rather than by ComfyUI's executor."""

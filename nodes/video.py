@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from ..vp2p_host import video as video_host
-from ._common import check_options, hidden, named
+from ._common import check_options, hidden, named, prefix_check
 
 LOAD = "Load Video (VP2P)"
 SAVE = "Save Video (VP2P)"
@@ -20,8 +20,8 @@ class VP2PLoadVideo(io.ComfyNode):
             node_id="VP2PLoadVideo",
             display_name=LOAD,
             category=CATEGORY,
-            description="Load a video file, image folder or VIDEO as an IMAGE batch (one image per frame), with "
-                        "its fps and audio.",
+            description="Load a video file, image folder, VIDEO or one clip of a folder of clips as an IMAGE "
+                        "batch (one image per frame), with its fps and audio; frames are resized as they are read.",
             inputs=[
                 io.Combo.Input("video", options=video_host.input_videos(), upload=io.UploadType.video, tooltip=
                     "A video file or image folder in ComfyUI's input folder (the upload button puts a file there)."),
@@ -40,6 +40,13 @@ class VP2PLoadVideo(io.ComfyNode):
                 io.Video.Input("video_input", optional=True, tooltip=
                     "A core VIDEO (Load Video, Create Video, ...): wins over video and path; the frame and size "
                     "controls still apply."),
+                io.String.Input("clip_folder", default="", optional=True, tooltip=
+                    "A folder of clips (video files or folders of frames; relative to ComfyUI's input folder, or "
+                    "a full path): if set, loads clip number clip_index of it in natural name order, instead of "
+                    "video and path."),
+                io.Int.Input("clip_index", default=0, min=0, max=100000, control_after_generate=True, optional=True,
+                             tooltip="Which clip of clip_folder (0 = the first). With 'increment' after each queue, "
+                                     "Queue N edits N clips one after the other."),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="One image per frame."),
@@ -55,15 +62,15 @@ class VP2PLoadVideo(io.ComfyNode):
         return check_options(cls, video=video, multiple_of=multiple_of, resize_mode=resize_mode)
 
     @classmethod
-    def fingerprint_inputs(cls, video, path, **kw):
-        return video_host.file_mtime(video, path)
+    def fingerprint_inputs(cls, video, path, clip_folder="", clip_index=0, **kw):
+        return video_host.file_mtime(video, path, clip_folder, clip_index)
 
     @classmethod
     @named(LOAD)
     def execute(cls, video, path, frame_start, frame_count, stride, width, height, multiple_of, resize_mode,
-                video_input=None):
+                video_input=None, clip_folder="", clip_index=0):
         return io.NodeOutput(*video_host.load_video(video, path, frame_start, frame_count, stride, width, height,
-                                                    multiple_of, resize_mode, video_input))
+                                                    multiple_of, resize_mode, video_input, clip_folder, clip_index))
 
 
 class VP2PSaveVideo(io.ComfyNode):
@@ -80,8 +87,9 @@ class VP2PSaveVideo(io.ComfyNode):
                 io.Image.Input("images", tooltip="Frames to save, in order."),
                 io.Float.Input("fps", default=8.0, min=0.1, max=240.0, step=0.5, tooltip=
                     "Frames per second (e.g. Load Video's fps)."),
-                io.String.Input("filename_prefix", default="video_p2p/edit", tooltip=
-                    "Saved as output/<prefix>_NNNNN_.<format>."),
+                io.String.Input("filename_prefix", default=video_host.SAVE_DEFAULT, tooltip=
+                    "Saved as output/<prefix>_NNNNN_.<format> (relative to the output folder; empty = "
+                    "video_p2p/edit)."),
                 io.Combo.Input("format", options=["mp4", "gif", "webp"], tooltip=
                     "mp4: H.264 (yuv420p) with the audio and the workflow embedded, plays in browsers and the "
                     "editor; gif/webp: animated images (no audio)."),
@@ -96,8 +104,9 @@ class VP2PSaveVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, format=None):
-        return check_options(cls, format=format)
+    def validate_inputs(cls, format=None, filename_prefix=None):
+        ok = prefix_check(SAVE, filename_prefix, video_host.SAVE_DEFAULT)
+        return ok if ok is not True else check_options(cls, format=format)
 
     @classmethod
     @named(SAVE)

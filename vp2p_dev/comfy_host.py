@@ -119,6 +119,22 @@ def pack_module(name: str):
     return importlib.import_module(f"{boot()['pack'].__name__}.{name}")
 
 
+class PromptFailed(RuntimeError):
+    """A prompt ComfyUI rejected (`node_errors`: its validation errors by node id) or whose
+    execution failed (`exception_message`: what the editor shows for the failing node)."""
+
+    def __init__(self, text, node_errors=None, exception_message=None):
+        super().__init__(text)
+        self.node_errors, self.exception_message = node_errors or {}, exception_message
+
+    def messages(self) -> list[str]:
+        """What the user reads: each validation error's details, or the execution error."""
+        if self.exception_message is not None:
+            return [self.exception_message]
+        return [e.get("details") or e.get("message", "") for ne in self.node_errors.values()
+                for e in ne.get("errors", [])]
+
+
 def new_executor():
     """A PromptExecutor with ComfyUI's classic cache: kept across prompts, it re-runs only the
     nodes whose inputs changed, as the server's own executor does."""
@@ -130,13 +146,15 @@ def new_executor():
 
 
 def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | None = None,
-               executor=None) -> dict:
+               after_validation=None, executor=None) -> dict:
     """Validate and execute an API-format prompt with ComfyUI's PromptExecutor (a fresh one, or
     `executor` from new_executor() to keep its cache of unchanged nodes between prompts).
 
     Returns {node_id: tuple of outputs} for every executed node (batch lists unwrapped) and,
     under "_ui", the UI outputs ComfyUI would put in the history.
-    Raises RuntimeError carrying ComfyUI's own error text on failure.
+    Raises PromptFailed (a RuntimeError) carrying ComfyUI's own error text on failure.
+    `after_validation()` runs between validation and execution (what changes while a prompt
+    waits in the queue).
     """
     st = boot()
     execution = st["execution"]
@@ -144,17 +162,21 @@ def run_prompt(prompt: dict, outputs: list[str] | None = None, client_id: str | 
     prompt_id = str(uuid.uuid4())
     valid = loop.run_until_complete(execution.validate_prompt(prompt_id, prompt, None))
     if not valid[0]:
-        raise RuntimeError(f"prompt rejected by ComfyUI: {valid[1]} {valid[3]}")
+        raise PromptFailed(f"prompt rejected by ComfyUI: {valid[1]} {valid[3]}", node_errors=valid[3])
+    if after_validation is not None:
+        after_validation()
     executor = executor or new_executor()
     execute_outputs = valid[2] if outputs is None else outputs
     loop.run_until_complete(executor.execute_async(prompt, prompt_id, {"client_id": client_id}, execute_outputs))
     if not executor.success:
         msgs = [m for m in executor.status_messages if m[0] in ("execution_error", "execution_interrupted")]
         detail = msgs[-1][1] if msgs else executor.status_messages
+        message = None
         if isinstance(detail, dict):
+            message = detail.get("exception_message")
             detail = f"{detail.get('node_type')}: {detail.get('exception_message', 'interrupted')}\n" + \
                 "".join(detail.get("traceback", []))
-        raise RuntimeError(f"ComfyUI execution failed: {detail}")
+        raise PromptFailed(f"ComfyUI execution failed: {detail}", exception_message=message)
     result = {}
     for nid in prompt:
         cached = executor.caches.outputs.get(nid)

@@ -13,9 +13,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 import folder_paths
 
-from . import compat, video_io
+from . import compat, store, video_io
 from .checks import fail
 
+SAVE_DEFAULT = "video_p2p/edit"     # Save Video's prefix, also when the widget is left empty
 VIDEO_EXT = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif", ".m4v")
 IMAGE_EXT = video_io.IMAGE_EXT
 natural_key = video_io.natural_key
@@ -50,44 +51,85 @@ def to_image(frames_u8):
     return torch.from_numpy(np.asarray(frames_u8).astype(np.float32) / 255.0)
 
 
-def load_frames(video, path, frame_start, frame_count, stride, video_input=None):
-    """(IMAGE, fps, AUDIO or None) of the chosen frames, from a VIDEO, a path or an input file."""
+def clip_files(folder):
+    """The clips of a folder in natural order: video files and folders of frames."""
+    found = []
+    for f in os.listdir(folder):
+        full = os.path.join(folder, f)
+        if (os.path.isfile(full) and f.lower().endswith(VIDEO_EXT)) or (os.path.isdir(full) and
+                                                                       video_io.image_files(full)):
+            found.append(f)
+    return sorted(found, key=natural_key)
+
+
+def pick_clip(clip_folder, clip_index):
+    """The path of clip number `clip_index` of a folder (relative to ComfyUI's input folder, or a
+    full path): what Load Video reads when clip_folder is set, so "Queue N" with the index
+    incrementing edits N clips."""
+    f = clip_folder.strip()
+    folder = f if os.path.isabs(f) else os.path.join(folder_paths.get_input_directory(), f)
+    if not os.path.isdir(folder):
+        fail(f"clip_folder '{f}' is not a folder: give a folder of clips, relative to ComfyUI's input folder "
+             "or a full path (or leave it empty to load video / path).")
+    clips = clip_files(folder)
+    if not clips:
+        fail(f"clip_folder '{f}' has no clips (video files {', '.join(VIDEO_EXT)} or folders of images).")
+    if not 0 <= int(clip_index) < len(clips):
+        fail(f"clip_index {clip_index} is past the last clip of '{f}' ({len(clips)} clips, index 0 to "
+             f"{len(clips) - 1}): set clip_index back to 0 (Queue {len(clips)} with 'increment' edits each "
+             "clip once).")
+    return os.path.join(folder, clips[int(clip_index)])
+
+
+def load_frames(video, path, frame_start, frame_count, stride, video_input=None, size=None, clip_folder="",
+                clip_index=0):
+    """(IMAGE, fps, AUDIO or None) of the chosen frames, from a VIDEO, a folder of clips, a path
+    or an input file; size = (width, height, multiple, mode) resizes each frame as it is read."""
+    what = "the VIDEO input" if video_input is not None else None
     try:
         if video_input is not None:
             src = compat.video_file_source(video_input)
             if src is not None:                     # core Load Video: decode only what is needed
-                return video_io.read_file(src, frame_start, frame_count, stride)
-            comp = video_input.get_components()     # any other VIDEO (e.g. core Create Video)
+                return video_io.read_file(src, frame_start, frame_count, stride, size=size)
+            comp = video_input.get_components()     # any other VIDEO (e.g. core Create Video): in memory
             fps = float(comp.frame_rate) or video_io.FOLDER_FPS
             images = video_io.select_frames(comp.images, frame_start, frame_count, stride)
             audio = video_io.slice_audio(comp.audio, fps, frame_start, images.shape[0], stride)
+            if size is not None:
+                images = video_io.resize(images, *size)
             return images, fps / stride, audio
-        p = _resolve(video, path)
+        p = pick_clip(clip_folder, clip_index) if (clip_folder or "").strip() else _resolve(video, path)
+        what = f"'{os.path.basename(p)}'"
         if os.path.isdir(p):
-            images, fps = video_io.read_folder(p, frame_start, frame_count, stride)
+            images, fps = video_io.read_folder(p, frame_start, frame_count, stride, size=size)
             return images, fps, None
         if p.lower().endswith(video_io.ANIMATED_EXT):
-            images, fps = video_io.read_animated(p, frame_start, frame_count, stride)
+            images, fps = video_io.read_animated(p, frame_start, frame_count, stride, size=size)
             return images, fps, None
-        return video_io.read_file(p, frame_start, frame_count, stride)
+        return video_io.read_file(p, frame_start, frame_count, stride, size=size)
     except video_io.VideoReadError as e:
-        what = "the VIDEO input" if video_input is not None else f"'{os.path.basename(path or video or '')}'"
         fail(f"{what}: {e}")
 
 
-def file_mtime(video, path):
+def file_mtime(video, path, clip_folder="", clip_index=0):
     """Changes when the chosen file does (ComfyUI re-runs the loader then)."""
+    from .checks import InputError
     p = (path or "").strip()
-    if not p and video and video != "(none)":
+    if (clip_folder or "").strip():
+        try:
+            p = pick_clip(clip_folder, clip_index)
+        except InputError:
+            return ""
+    elif not p and video and video != "(none)":
         p = folder_paths.get_annotated_filepath(video)
-    return os.path.getmtime(p) if p and os.path.exists(p) else ""
+    return f"{p}:{os.path.getmtime(p)}" if p and os.path.exists(p) else ""
 
 
 def load_video(video, path, frame_start, frame_count, stride, width, height, multiple_of, resize_mode,
-               video_input=None):
+               video_input=None, clip_folder="", clip_index=0):
     """-> (IMAGE, fps, frame count, AUDIO or None)."""
-    images, fps, audio = load_frames(video, path, frame_start, frame_count, stride, video_input)
-    images = video_io.resize(images, width, height, int(multiple_of), resize_mode)
+    images, fps, audio = load_frames(video, path, frame_start, frame_count, stride, video_input,
+                                     (width, height, int(multiple_of), resize_mode), clip_folder, clip_index)
     return images, float(fps), int(images.shape[0]), audio
 
 
@@ -96,7 +138,8 @@ def save_video(images, fps, filename_prefix, format, audio=None, prompt=None, ex
     if images.ndim != 4 or images.shape[0] == 0:
         fail("got no frames to save: connect an IMAGE batch with at least one frame.")
     out_dir = folder_paths.get_output_directory()
-    full, name, counter, sub, _ = folder_paths.get_save_image_path(filename_prefix, out_dir, images.shape[2],
+    prefix = store.output_prefix(filename_prefix, SAVE_DEFAULT)
+    full, name, counter, sub, _ = folder_paths.get_save_image_path(prefix, out_dir, images.shape[2],
                                                                     images.shape[1])
     path = os.path.join(full, f"{name}_{counter:05}_.{format}")
     if format == "mp4":

@@ -2,7 +2,8 @@
 IMAGE batches [F,H,W,3] in 0..1 and audio as ComfyUI AUDIO ({"waveform": [1,C,S], "sample_rate"}).
 
 Reading decodes only the frames asked for (start, stride, count) and the audio of the same
-time span; writing produces what browsers and core's SaveVideo produce: H.264 in yuv420p with
+time span, resizing each frame as it is decoded into one preallocated batch (FrameSink), so
+memory follows the output frames, not the source's resolution or length; writing produces what browsers and core's SaveVideo produce: H.264 in yuv420p with
 AAC audio and the workflow as mp4 metadata tags."""
 from __future__ import annotations
 
@@ -36,18 +37,60 @@ def image_files(folder):
     return sorted((f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXT)), key=natural_key)
 
 
-def _frames_tensor(frames_u8):
-    return torch.from_numpy(np.stack(frames_u8)).float().div_(255.0)
+class FrameSink:
+    """The kept frames of a source, each resized (and cropped) as it is decoded and written into
+    one preallocated IMAGE batch, so memory follows the output, not the source's size or length.
+
+    size = (width, height, multiple, mode) as `resize` takes them, or None to keep the source
+    size; `expected` = the number of frames the reader expects to keep (0 if unknown): with it the
+    batch is allocated once and returned without a copy."""
+
+    GROW = 16                                   # frames per block when the count is unknown
+
+    def __init__(self, size=None, expected=0, where="the video"):
+        self.size, self.expected, self.where = size, int(expected), where
+        self.blocks, self.n, self.fill, self.src_hw = [], 0, 0, None
+
+    def _room(self, frame):
+        if self.blocks and self.fill < self.blocks[-1].shape[0]:
+            return
+        cap = self.expected - self.n if self.expected > self.n else self.GROW
+        self.blocks.append(torch.empty((cap,) + tuple(frame.shape[1:]), dtype=torch.float32))
+        self.fill = 0
+
+    def add(self, frame_u8):
+        """One kept frame, uint8 [H,W,3]."""
+        hw = tuple(frame_u8.shape[:2])
+        exact = self.size is not None and self.size[0] and self.size[1]   # every frame to (width, height)
+        if self.src_hw is not None and hw != self.src_hw and not exact:
+            raise VideoReadError(f"the frames of {self.where} have different sizes {sorted({self.src_hw, hw})}; "
+                                 "set width and height to resize them.")
+        self.src_hw = self.src_hw or hw
+        if not frame_u8.flags.writeable:        # Pillow's arrays are read-only
+            frame_u8 = frame_u8.copy()
+        x = torch.from_numpy(np.ascontiguousarray(frame_u8)).float().div_(255.0)[None]
+        if self.size is not None:
+            x = resize(x, *self.size)
+        self._room(x)
+        self.blocks[-1][self.fill] = x[0]
+        self.fill += 1
+        self.n += 1
+
+    def __len__(self):
+        return self.n
+
+    def result(self) -> torch.Tensor:
+        if len(self.blocks) == 1:
+            out = self.blocks[0][:self.fill]
+            # a count estimate far above what the source had: do not keep the unused rows alive
+            return out.clone() if self.fill * 2 < self.blocks[0].shape[0] else out
+        self.blocks[-1] = self.blocks[-1][:self.fill]
+        out = torch.cat(self.blocks)
+        self.blocks = []
+        return out
 
 
-def _check_sizes(frames, where):
-    sizes = {f.shape for f in frames}
-    if len(sizes) > 1:
-        raise VideoReadError(f"the frames of {where} have different sizes {sorted(sizes)}; "
-                             "set width and height to resize them.")
-
-
-def read_folder(folder, start=0, count=0, stride=1):
+def read_folder(folder, start=0, count=0, stride=1, size=None):
     """(IMAGE [F,H,W,3], fps) from an image folder in natural file order."""
     files = image_files(folder)
     if not files:
@@ -56,56 +99,83 @@ def read_folder(folder, start=0, count=0, stride=1):
     if not chosen:
         raise VideoReadError(f"no frames in the range: frame_start {start} is past the end of "
                              f"'{os.path.basename(folder)}' ({len(files)} images).")
-    frames = []
+    sink = FrameSink(size, len(chosen), f"'{folder}'")
     for f in chosen:
         try:
             with Image.open(os.path.join(folder, f)) as img:
-                frames.append(np.asarray(img.convert("RGB")))
+                frame = np.asarray(img.convert("RGB"))
         except OSError as e:
             raise VideoReadError(f"cannot read the image '{f}' in '{folder}' ({e}).") from None
-    _check_sizes(frames, f"'{folder}'")
-    return _frames_tensor(frames), FOLDER_FPS / stride
+        sink.add(frame)
+    return sink.result(), FOLDER_FPS / stride
 
 
-def read_animated(path, start=0, count=0, stride=1):
+def read_animated(path, start=0, count=0, stride=1, size=None):
     """(IMAGE [F,H,W,3], fps) from an animated gif / webp (the timing of its first frame)."""
-    frames, i, ms = [], 0, None
+    ms, n = None, 0
     try:
         with Image.open(path) as img:
             n = getattr(img, "n_frames", 1)
+            keep = len(range(start, n, stride))
+            sink = FrameSink(size, min(count, keep) if count else keep, "the animation")
             for i in range(start, n, stride):
                 img.seek(i)
                 ms = ms or img.info.get("duration")
-                frames.append(np.asarray(img.convert("RGB")))
-                if count and len(frames) >= count:
+                sink.add(np.asarray(img.convert("RGB")))
+                if count and len(sink) >= count:
                     break
     except OSError as e:
         raise VideoReadError(f"cannot read it as an animated image ({e}).") from None
-    if not frames:
+    if not len(sink):
         raise VideoReadError(f"no frames in the range: frame_start {start} is past the end ({n} frames).")
     fps = 1000.0 / ms if ms else FOLDER_FPS
-    return _frames_tensor(frames), fps / stride
+    return sink.result(), fps / stride
 
 
-def _audio_planar(stream_frames, layout_channels):
-    """Decoded audio frames -> float32 [C,S] (any sample format, planar or packed)."""
-    chunks = []
-    for fr in stream_frames:
-        a = fr.to_ndarray()
-        if a.dtype.kind == "i":
-            a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-        elif a.dtype.kind == "u":
-            a = (a.astype(np.float32) - 128.0) / 128.0
-        if not fr.format.is_planar:                 # packed: [1, S*C] interleaved
-            a = a.reshape(-1, layout_channels).T
-        chunks.append(a.astype(np.float32))
+def _audio_planar(frame, layout_channels):
+    """One decoded audio frame -> float32 [C,S] (any sample format, planar or packed)."""
+    a = frame.to_ndarray()
+    if a.dtype.kind == "i":
+        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    elif a.dtype.kind == "u":
+        a = (a.astype(np.float32) - 128.0) / 128.0
+    if not frame.format.is_planar:              # packed: [1, S*C] interleaved
+        a = a.reshape(-1, layout_channels).T
+    return a.astype(np.float32)
+
+
+def _audio_span(container, stream, first, stop):
+    """Samples [first, stop) of an audio stream (counted from its first decoded sample), decoding
+    from the start but keeping only the frames that overlap the span."""
+    chunks, seen = [], 0
+    for fr in container.decode(stream):
+        a = _audio_planar(fr, stream.channels or 1)
+        n = a.shape[1]
+        if seen + n > first:
+            chunks.append(a[:, max(0, first - seen):max(0, stop - seen)])
+        seen += n
+        if seen >= stop:
+            break
     return np.concatenate(chunks, axis=1) if chunks else None
 
 
-def read_file(source, start=0, count=0, stride=1, with_audio=True):
+def _expected(vs, fps, start, count, stride):
+    """How many frames a read will keep, from the stream's frame count (or its duration); 0 if
+    the file does not say."""
+    n = int(vs.frames or 0)
+    if not n and vs.duration and vs.time_base:
+        n = int(float(vs.duration * vs.time_base) * fps)
+    avail = len(range(start, n, stride)) if n else 0
+    if count:
+        return min(count, avail) if avail else min(count, FrameSink.GROW)
+    return avail
+
+
+def read_file(source, start=0, count=0, stride=1, with_audio=True, size=None):
     """(IMAGE [F,H,W,3], fps of the result, AUDIO or None) from a video file (path or file
-    object). Only the requested frames are converted; fps is the file's divided by stride and
-    the audio covers the same time span, so frames and sound stay in sync."""
+    object). Only the requested frames are converted (and resized to `size` one at a time); fps is
+    the file's divided by stride and the audio covers the same time span, so frames and sound
+    stay in sync."""
     try:
         container = av.open(source, mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -117,38 +187,37 @@ def read_file(source, start=0, count=0, stride=1, with_audio=True):
         vs = container.streams.video[0]
         rate = vs.average_rate or vs.guessed_rate
         fps = float(rate) if rate else FOLDER_FPS
-        frames, i = [], 0
+        sink = FrameSink(size, _expected(vs, fps, start, count, stride))
+        i = 0
         try:
             for frame in container.decode(vs):
                 if i >= start and (i - start) % stride == 0:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                    if count and len(frames) >= count:
+                    sink.add(frame.to_ndarray(format="rgb24"))
+                    if count and len(sink) >= count:
                         break
                 i += 1
         except av.error.FFmpegError as e:
-            if not frames:
+            if not len(sink):
                 raise VideoReadError(f"cannot decode its frames ({e}).") from None
-        if not frames:
+        if not len(sink):
             if i == 0:
                 raise VideoReadError("it has no readable frames (corrupt or empty video).")
             raise VideoReadError(f"no frames in the range: frame_start {start} is past the end ({i} frames).")
-        _check_sizes(frames, "the video")
+        kept = len(sink)
         audio = None
         if with_audio and container.streams.audio:
             aus = container.streams.audio[0]
+            sr = int(aus.sample_rate or aus.rate)
+            first = int(round(start / fps * sr))
+            stop = int(round((start + kept * stride) / fps * sr))
             container.seek(0)
             try:
-                wave = _audio_planar(container.decode(aus), aus.channels or 1)
+                wave = _audio_span(container, aus, first, stop)
             except av.error.FFmpegError:
                 wave = None
             if wave is not None and wave.shape[1] > 0:
-                sr = int(aus.sample_rate or aus.rate)
-                t0 = start / fps
-                t1 = (start + len(frames) * stride) / fps
-                wave = wave[:, int(round(t0 * sr)):int(round(t1 * sr))]
-                if wave.shape[1] > 0:
-                    audio = {"waveform": torch.from_numpy(np.ascontiguousarray(wave))[None], "sample_rate": sr}
-    return _frames_tensor(frames), fps / stride, audio
+                audio = {"waveform": torch.from_numpy(np.ascontiguousarray(wave))[None], "sample_rate": sr}
+    return sink.result(), fps / stride, audio
 
 
 def select_frames(images, start=0, count=0, stride=1):
@@ -170,14 +239,19 @@ def slice_audio(audio, fps, start, frames, stride):
     return {"waveform": wave, "sample_rate": sr} if wave.shape[-1] > 0 else None
 
 
+def output_size(w0, h0, width, height, multiple):
+    """(w, h) a (w0, h0) frame is resized to: 0 keeps the aspect ratio, rounded down to `multiple`."""
+    w = width or (w0 if not height else round(w0 * height / h0))
+    h = height or (h0 if not width else round(h0 * width / w0))
+    return max(multiple, w // multiple * multiple), max(multiple, h // multiple * multiple)
+
+
 def resize(images, width, height, multiple, mode):
     """Resize an IMAGE batch to (width, height) (0 keeps the aspect ratio), each rounded down
     to `multiple`; crop = scale to cover then centre-crop, stretch = scale to fit exactly.
     Antialiased bilinear (area-like when shrinking)."""
     h0, w0 = images.shape[1:3]
-    w = width or (w0 if not height else round(w0 * height / h0))
-    h = height or (h0 if not width else round(h0 * width / w0))
-    w, h = max(multiple, w // multiple * multiple), max(multiple, h // multiple * multiple)
+    w, h = output_size(w0, h0, width, height, multiple)
     if (w, h) == (w0, h0):
         return images
     x = images.movedim(-1, 1)
