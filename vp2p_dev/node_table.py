@@ -1,11 +1,12 @@
 """The node reference, generated from the V3 schemas of the live node classes in a booted ComfyUI
 (so the documented inputs, defaults and explanations are exactly what the editor shows). One source, two outputs:
-the README's "Node reference" section and the editor's node help pages web/docs/<NodeId>.md
-(ComfyUI's help panel reads a pack's WEB_DIRECTORY/docs/<NodeId>.md).
+the editor's node help pages web/docs/<NodeId>.md (ComfyUI's help panel reads a pack's
+WEB_DIRECTORY/docs/<NodeId>.md) and their index docs/nodes.md. The README's node table is written by hand but
+checked here: every link to a help page must carry that node's live display name.
 
-    python scripts/node_table.py            print the README section
-    python scripts/node_table.py --write    rewrite the README section and web/docs/*.md
-    python scripts/node_table.py --check    exit 1 if either is out of date
+    python scripts/node_table.py            print the index
+    python scripts/node_table.py --write    rewrite docs/nodes.md and web/docs/*.md
+    python scripts/node_table.py --check    exit 1 if either is out of date or a README link is wrong
 """
 import argparse
 import os
@@ -15,10 +16,13 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
 DOCS_DIR = os.path.join(REPO, "web", "docs")
-SECTION_START = "## Node reference\n"
-SECTION_END = "<!-- NODES -->"
-INTRO = ("Generated from the nodes' own tooltips by `scripts/node_table.py`, which also writes the editor's "
-         "help page of every node (`web/docs/<NodeId>.md`).\n")
+INDEX = os.path.join(REPO, "docs", "nodes.md")
+INTRO = ("Every node of the pack, in the registry's order, with a link to its help page (`web/docs/<NodeId>.md`, "
+         "the page the editor's node library and info button open: every input with its type, default and "
+         "when to change it, every output). Generated from the nodes' own schemas and tooltips by "
+         "`scripts/node_table.py`; back to the [README](../README.md).\n")
+# [Display Name](web/docs/NodeId.md) in the README (or ../web/docs/ from docs/)
+_HELP_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)?web/docs/(\w+)\.md\)")
 SOCKETS = ("MODEL", "CLIP", "VAE", "LATENT", "IMAGE", "AUDIO", "VIDEO", "CONDITIONING", "MASK")
 UPLOADS = ("video_upload", "image_upload", "audio_upload")
 EXPERIMENTAL = ("Experimental (research-grade: it may change between versions; the editor shows a BETA "
@@ -53,7 +57,7 @@ def _input_row(inp):
 
 
 def node_markdown(cls, page=False):
-    """Markdown of one node, read from its V3 schema: a README subsection, or (page=True) its help page."""
+    """Markdown of one node, read from its V3 schema: a subsection, or (page=True) its help page."""
     schema = cls.GET_SCHEMA()
     lines = [f"{'#' if page else '###'} {schema.display_name}", ""]
     desc = schema.description or (cls.__doc__ or "").strip().split("\n")[0]
@@ -90,8 +94,21 @@ def pack_nodes():
     return [(cls.GET_SCHEMA().node_id, cls) for cls in tl.pack_nodes.NODES]
 
 
-def readme_section(nodes):
-    return SECTION_START + "\n" + INTRO + "\n" + "\n".join(node_markdown(cls) for _, cls in nodes) + "\n"
+def index_page(nodes):
+    """docs/nodes.md: one row per node, linking its help page."""
+    rows = ["# Node reference", "", INTRO, "| node | id | what it does |", "|---|---|---|"]
+    for n, cls in nodes:
+        schema = cls.GET_SCHEMA()
+        desc = (schema.description or (cls.__doc__ or "").strip().split("\n")[0]).replace("|", "\\|")
+        beta = " (experimental)" if schema.is_experimental else ""
+        rows.append(f"| [{schema.display_name}](../web/docs/{n}.md) | `{n}` | {desc}{beta} |")
+    return "\n".join(rows) + "\n"
+
+
+def readme_link_errors(nodes, text):
+    """README links to help pages whose text is not that node's live display name (or whose node is gone)."""
+    names = {n: cls.GET_SCHEMA().display_name for n, cls in nodes}
+    return [f"[{label}](web/docs/{n}.md)" for label, n in _HELP_LINK.findall(text) if names.get(n) != label]
 
 
 def doc_pages(nodes):
@@ -99,19 +116,15 @@ def doc_pages(nodes):
     return {f"{n}.md": node_markdown(cls, page=True) for n, cls in nodes}
 
 
-def readme_with(text, section):
-    a = text.index(SECTION_START)
-    b = text.index(SECTION_END, a)
-    return text[:a] + section + text[b:]
-
-
 def stale(nodes):
     """Names of the generated files that differ from what the node definitions give."""
     out = []
+    if not os.path.exists(INDEX) or open(INDEX, encoding="utf-8").read() != index_page(nodes):
+        out.append("docs/nodes.md")
     with open(README, encoding="utf-8") as f:
-        text = f.read()
-    if readme_with(text, readme_section(nodes)) != text:
-        out.append("README.md (Node reference)")
+        wrong = readme_link_errors(nodes, f.read())
+    if wrong:
+        out.append("README.md (node links not matching the live display names: " + ", ".join(wrong) + ")")
     pages = doc_pages(nodes)
     for name, body in pages.items():
         p = os.path.join(DOCS_DIR, name)
@@ -123,10 +136,8 @@ def stale(nodes):
 
 
 def write(nodes):
-    with open(README, encoding="utf-8") as f:
-        text = f.read()
-    with open(README, "w", encoding="utf-8") as f:
-        f.write(readme_with(text, readme_section(nodes)))
+    with open(INDEX, "w", encoding="utf-8") as f:
+        f.write(index_page(nodes))
     os.makedirs(DOCS_DIR, exist_ok=True)
     pages = doc_pages(nodes)
     for n in os.listdir(DOCS_DIR):
@@ -139,19 +150,20 @@ def write(nodes):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--write", action="store_true", help="rewrite the README section and web/docs/*.md")
-    ap.add_argument("--check", action="store_true", help="exit 1 if the README section or a help page is stale")
+    ap.add_argument("--write", action="store_true", help="rewrite docs/nodes.md and web/docs/*.md")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 if docs/nodes.md or a help page is stale, or a README node link is wrong")
     a = ap.parse_args()
     nodes = pack_nodes()
     if a.write:
         write(nodes)
-        print(f"wrote the README's node reference and {len(nodes)} pages in web/docs/")
+        print(f"wrote docs/nodes.md and {len(nodes)} pages in web/docs/")
     elif a.check:
         bad = stale(nodes)
         print("up to date" if not bad else "stale (run scripts/node_table.py --write): " + ", ".join(bad))
         sys.exit(1 if bad else 0)
     else:
-        print(readme_section(nodes))
+        print(index_page(nodes))
 
 
 if __name__ == "__main__":
