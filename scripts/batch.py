@@ -150,13 +150,13 @@ def content_key(prompt: dict) -> str:
     return hashlib.sha1(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def make_jobs(api: dict, rows: list[dict], display_names: dict, reuse: bool):
+def make_jobs(api: dict, rows: list[dict], display_names: dict, reuse: bool, sets=()):
     """-> (jobs to run, records of rows that cannot run)."""
     jobs, failed = [], []
     for i, row in enumerate(rows, 1):
         name = str(row["name"])
         try:
-            prompt = row_prompt(api, row, display_names, reuse)
+            prompt = row_prompt(api, {**dict(s.split("=", 1) for s in sets), **row}, display_names, reuse)
         except RowError as e:
             failed.append(record(i, name, "failed", error=str(e)))
             continue
@@ -260,8 +260,8 @@ class Executor:
             with run_workflow.watch(on_node, on_progress):
                 comfy_host.run_prompt(job["prompt"], client_id="vp2p_batch", executor=self.executor)
         except RuntimeError as e:       # ComfyUI rejected the prompt or a node failed: the row's error
-            return record(job["row"], job["name"], "failed", seconds=time.time() - start,
-                          error=str(e).split("\n")[0].strip(), key=job["key"], worker=self.worker)
+            return self._stamp(record(job["row"], job["name"], "failed", seconds=time.time() - start,
+                                      error=str(e).split("\n")[0].strip(), key=job["key"], worker=self.worker))
         else:
             reused = {}
             for ev in self.cache.events:
@@ -278,10 +278,18 @@ class Executor:
             else:
                 for rel in files:
                     place(os.path.join(staging, rel), os.path.join(self.out, rel))
-            return rec
+            return self._stamp(rec)
         finally:
             self.folder_paths.set_output_directory(self.output_before)
             shutil.rmtree(staging, ignore_errors=True)
+
+
+    @staticmethod
+    def _stamp(rec):
+        """When the row ended, and the worker's peak memory so far (resident, MiB)."""
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return {**rec, "finished": round(time.time(), 3), "peak_rss_mb": round(rss, 1)}
 
 
 def place(src: str, dst: str):
@@ -346,7 +354,7 @@ def run_serial(args, workflow, rows, results) -> list[dict]:
     ex = Executor(args.out, args.threads, args.cache)
     try:
         api, display = ex.to_api(workflow)
-        jobs, bad = make_jobs(api, rows, display, not args.no_reuse)
+        jobs, bad = make_jobs(api, rows, display, not args.no_reuse, args.set)
         todo = [j for j in jobs if not results.done(j, args.out)]
         bar = Bar(len(rows), len(jobs) - len(todo), args.quiet)
         finished = []
@@ -481,7 +489,7 @@ def run_ray(args, workflow, rows, results) -> list[dict]:
                     write_bytes(json.dumps(workers).encode(), status_path)
                     if jobs is None:                 # the first warm worker converts the workflow
                         api, display = ray.get(actors[i].to_api.remote(workflow))
-                        jobs, bad = make_jobs(api, rows, display, not args.no_reuse)
+                        jobs, bad = make_jobs(api, rows, display, not args.no_reuse, args.set)
                         todo = [j for j in jobs if not results.done(j, args.out)]
                         bar = Bar(len(rows), len(jobs) - len(todo), args.quiet)
                         for rec in bad:
@@ -549,6 +557,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="output folder (results.jsonl, <name>/ of each row, cache/)")
     ap.add_argument("--results", default=None, help="results file (default OUT/results.jsonl)")
     ap.add_argument("--cache", default=None, help="folder of reused tunings and inversions (default OUT/cache)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY.INPUT=VALUE",
+                    help="an input for every row (as run_workflow.py --set; a row's own column wins)")
     ap.add_argument("--no-reuse", action="store_true", help="tune and invert every row (no cache)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per worker (0 = torch default)")
     ap.add_argument("--quiet", action="store_true", help="no progress output")
@@ -564,6 +574,9 @@ def main(argv=None):
                           help="workers send files back to this process (OUT need not be shared)")
     ray_opts.add_argument("--ray-logs", action="store_true", help="show the workers' logs")
     args = ap.parse_args(argv)
+    bad_set = [s for s in args.set if "=" not in s or "." not in s.split("=", 1)[0]]
+    if bad_set:
+        ap.error(f"--set expects KEY.INPUT=VALUE, got {bad_set[0]!r}")
     args.out = os.path.abspath(args.out)
     args.cache = args.cache and os.path.abspath(args.cache)
     try:

@@ -26,6 +26,10 @@ TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
 STAMP_KEY="v4 $TORCH_PINS $HORDE ${COMFYUI_PATH:-vendored}"
 
 if [ -f "$HOST_DIR/stamp" ] && [ "$(cat "$HOST_DIR/stamp")" = "$STAMP_KEY" ] && [ -x "$VENV/bin/python" ]; then
+  if ! "$VENV/bin/python" -c "import ray" >/dev/null 2>&1; then   # hosts set up before the batch tests
+    echo "[setup_host] installing ray (for tests/host/test_batch.py)"
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install -c "$REPO/.host/constraints.txt" ray
+  fi
   echo "[setup_host] host $LEG ready ($(cat "$HOST_DIR/comfyui_path"))"
   exit 0
 fi
@@ -66,7 +70,8 @@ fi
 REQ="$COMFY/requirements.txt"
 echo "[setup_host] installing ComfyUI $LEG's requirements"
 grep -v -E '^\s*(#|$)|^comfyui-' "$REQ" > "$HOST_DIR/requirements-runtime.txt"
-"${PIP[@]}" install "${CONS[@]}" -r "$HOST_DIR/requirements-runtime.txt" requests pytest comfy-cli -r "$REPO/requirements.txt"
+# ray: the batch runner's optional engine (scripts/batch.py --ray), which the tests run
+"${PIP[@]}" install "${CONS[@]}" -r "$HOST_DIR/requirements-runtime.txt" requests pytest comfy-cli ray -r "$REPO/requirements.txt"
 # frontend, workflow templates and embedded docs: pinned per version, kept in the overlay
 grep -E '^comfyui-' "$REQ" > "$HOST_DIR/requirements-frontend.txt" || true
 rm -rf "$HOST_DIR/site"
