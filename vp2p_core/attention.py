@@ -1,8 +1,9 @@
 """Frame attention and temporal attention of an inflated (text-to-set) model.
 
 Layout: inside the UNet the batch is n chunks (cond / uncond / branches) of F frames each,
-chunk-major: row r belongs to chunk r // F, frame r % F. Every function here takes F
-explicitly and never assumes batch == F.
+chunk-major: row r belongs to chunk r // F, frame r % F (F: a whole clip, or one context
+window, see vp2p_core.frames). Every function here takes F (and the anchor's row) explicitly
+and never assumes batch == F.
 
 Attention functions follow ComfyUI's convention `attn(q, k, v, heads) -> out` with
 q/k/v of shape [rows, tokens, heads * dim_head], so the host's fastest kernel (or another
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from .frames import call_layout
+
 
 def sdpa_attention(q, k, v, heads):
     """Reference multi-head attention (no mask) in ComfyUI's q/k/v layout."""
@@ -28,42 +31,30 @@ def sdpa_attention(q, k, v, heads):
 
 
 def frames_in_batch(batch: int, transformer_options: dict | None, where: str = "video-p2p") -> int:
-    """Frames per video for a UNet call of `batch` rows.
-
-    `vp2p_frames` wins when set; otherwise the batch holds one video per entry of
-    `cond_or_uncond`; without either the whole batch is one video."""
-    opts = transformer_options or {}
-    frames = opts.get("vp2p_frames")
-    if frames is None:
-        chunks = len(opts.get("cond_or_uncond") or ()) or 1
-        if batch % chunks:
-            raise ValueError(f"{where}: batch {batch} is not a multiple of the {chunks} conditioning chunks "
-                             "(cond_or_uncond); frames per video cannot be determined.")
-        frames = batch // chunks
-    frames = int(frames)
-    if frames <= 0 or batch % frames:
-        raise ValueError(f"{where}: batch {batch} is not a multiple of vp2p_frames={frames}.")
-    return frames
+    """Frames per video chunk of a UNet call of `batch` rows (vp2p_core.frames.call_layout)."""
+    return call_layout(batch, transformer_options, where).frames
 
 
-def first_frame_kv(k: torch.Tensor, v: torch.Tensor, frames: int):
-    """Frame 0's keys/values of each video, broadcast to all its frames ([n*F, tokens, C])."""
+def first_frame_kv(k: torch.Tensor, v: torch.Tensor, frames: int, anchor: int = 0):
+    """The anchor frame's keys/values of each video, broadcast to all its frames ([n*F, tokens, C]);
+    `anchor`: its row within a chunk (0 for a whole clip: frame 0)."""
     if frames == 1:
         return k, v
     out = []
     for t in (k, v):
-        t0 = t.reshape(-1, frames, *t.shape[1:])[:, :1]
+        t0 = t.reshape(-1, frames, *t.shape[1:])[:, anchor:anchor + 1]
         out.append(t0.expand(-1, frames, *t.shape[1:]).reshape(t.shape))
     return out[0], out[1]
 
 
-def frame_attention(q, k, v, frames: int, heads: int, attention=sdpa_attention, chunk: int = 0):
-    """Queries of every frame attend to the keys/values of frame 0 of the same video.
+def frame_attention(q, k, v, frames: int, heads: int, attention=sdpa_attention, chunk: int = 0, anchor: int = 0):
+    """Queries of every frame attend to the keys/values of the anchor frame (row `anchor` of each
+    chunk: frame 0 of a whole clip, the clip's frame 0 inside a context window).
 
     The frames of a chunk are folded into the query-token axis (one attention call per
-    video chunk against frame 0's tokens), so keys/values are never replicated and peak
+    video chunk against the anchor's tokens), so keys/values are never replicated and peak
     memory grows with `chunk` frames, not F (chunk <= 0: all frames at once). Each query
-    row's softmax is over frame 0's keys either way, so chunking does not change results."""
+    row's softmax is over the anchor's keys either way, so chunking does not change results."""
     rows, tokens, inner = q.shape
     if frames == 1:
         return attention(q, k, v, heads)
@@ -71,8 +62,8 @@ def frame_attention(q, k, v, frames: int, heads: int, attention=sdpa_attention, 
         raise ValueError(f"frame attention: batch {rows} is not a multiple of {frames} frames")
     n = rows // frames
     qv = q.reshape(n, frames, tokens, inner)
-    k0 = k.reshape(n, frames, *k.shape[1:])[:, 0]
-    v0 = v.reshape(n, frames, *v.shape[1:])[:, 0]
+    k0 = k.reshape(n, frames, *k.shape[1:])[:, anchor]
+    v0 = v.reshape(n, frames, *v.shape[1:])[:, anchor]
     step = frames if chunk is None or chunk <= 0 else min(int(chunk), frames)
     outs = []
     for s in range(0, frames, step):

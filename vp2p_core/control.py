@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from .frames import call_layout, window_key
+
 SRC_U, SRC_C, TGT_U, TGT_C = "src_u", "src_c", "tgt_u", "tgt_c"
 DEFAULT_LAYERS = ("cross", "temporal")
 
@@ -58,9 +60,9 @@ class AttentionControl:
         """word_windows: [(target token positions, window)], prompt-to-prompt's per-word
         cross_replace_steps: those tokens follow their own window, every other token cross_replace."""
         self.cross_window = window(cross_replace)
+        self.word_windows = tuple((tuple(int(t) for t in toks), window(w)) for toks, w in word_windows)
         self.self_window = window(self_replace)
         self.layers = tuple(layers)
-        self.word_windows = tuple((tuple(int(t) for t in toks), window(w)) for toks, w in word_windows)
         self.local_blend = local_blend
         self.max_tokens = max_tokens
 
@@ -211,16 +213,30 @@ class AttentionStore:
         self.steps = 0
         self.layers = {}  # hw -> keys of the layers that produced maps of that size
 
-    def add(self, key, p_src, p_tgt):
+    def add(self, key, p_src, p_tgt, layout=None):
+        """`layout` (vp2p_core.frames.FrameLayout): the rows are a window of the clip; its own
+        frames are gathered into a full-length buffer by global index (guests are skipped), and
+        each frame is averaged over the layers and windows that saw it."""
         hw = p_src.shape[2]
         self.layers.setdefault(hw, set()).add(key)
+        if layout is not None and not layout.is_whole:
+            own = list(layout.own)
+            m = torch.stack([p_src[own].mean(1), p_tgt[own].mean(1)]).float()
+            idx = torch.tensor([layout.index[p] for p in own], device=m.device)
+            acc = self.step_acc.get(hw)
+            if acc is None:
+                acc = (m.new_zeros((2, layout.total) + tuple(m.shape[2:])), m.new_zeros(layout.total))
+                self.step_acc[hw] = acc
+            acc[0].index_add_(1, idx, m)
+            acc[1].index_add_(0, idx, torch.ones(len(own), device=m.device))
+            return
         m = torch.stack([p_src.mean(1), p_tgt.mean(1)]).float()  # [2, F, hw, tokens]
         acc = self.step_acc.get(hw)
         self.step_acc[hw] = (m, 1) if acc is None else (acc[0] + m, acc[1] + 1)
 
     def end_step(self):
         for hw, (m, n) in self.step_acc.items():
-            avg = m / n
+            avg = m / n if not torch.is_tensor(n) else m / n.clamp_min(1).reshape(1, -1, 1, 1)
             self.sum[hw] = avg if hw not in self.sum else self.sum[hw] + avg
         self.step_acc = {}
         self.steps += 1
@@ -359,7 +375,7 @@ class StepContext:
             return torch.cat(outs)
         i_src = roles.index(SRC_C) if SRC_C in roles else None
         i_tgt = roles.index(TGT_C) if TGT_C in roles else None
-        cache_key = (kind, key)
+        cache_key = (kind, key, window_key(extra_options))   # each window's target copies its own source
         p_src = attention_probs(qs[i_src], ks[i_src], heads) if i_src is not None else None
         if p_src is not None and self.cache is not None and i_tgt is None:
             self.cache[cache_key] = p_src  # source-first run: remember for the target run
@@ -373,5 +389,6 @@ class StepContext:
             p_tgt = self.controller.edit(kind, p_src, p_tgt, self.step, self.steps)
             outs[i_tgt] = apply_probs(p_tgt, vs[i_tgt], heads, q.dtype)
         if store:   # the maps the target used (prompt-to-prompt's store sees the edited maps too)
-            self.store.add(key, p_src, p_tgt)
+            windowed = window_key(extra_options) is not None
+            self.store.add(key, p_src, p_tgt, call_layout(q.shape[0], extra_options) if windowed else None)
         return torch.cat(outs)

@@ -69,13 +69,15 @@ def eval_loss(predict_eps: Callable, x0, sigmas, samples: int = 4, seed: int = 0
 
 def tune(params: Sequence[torch.Tensor], predict_eps: Callable, x0: torch.Tensor, sigmas: torch.Tensor,
          config: TuneConfig, callback: Callable | None = None, autocast: contextlib.AbstractContextManager | None = None,
-         scaler=None) -> list[float]:
+         scaler=None, window: Callable | None = None) -> list[float]:
     """Run the tuning loop in place on `params` (leaf tensors requiring grad); returns the losses.
 
     callback(step, total, loss) runs after every step; raising from it (an interrupt) stops
     the loop, leaving `params` at the last completed step. `autocast` is a context factory
     used around the forward; `scaler` a loss scaler (precision.LossScaler, or a torch.amp.GradScaler)
-    whenever the backward pass runs in fp16."""
+    whenever the backward pass runs in fp16. `window(generator) -> FrameLayout` (long clips): each
+    step trains on the frames of one drawn window (`predict_eps(x, sigma, layout)`), the loss on
+    the window's own frames, so memory is bounded by the window (Tune-A-Video samples frames too)."""
     config.check()
     params = list(params)
     for p in params:
@@ -87,9 +89,13 @@ def tune(params: Sequence[torch.Tensor], predict_eps: Callable, x0: torch.Tensor
     losses = []
     try:
         for step in range(int(config.steps)):
-            x, sigma, eps = training_sample(x0, sigmas, gen)
+            layout = window(gen) if window is not None else None
+            x, sigma, eps = training_sample(x0 if layout is None else x0[list(layout.index)], sigmas, gen)
             with (autocast() if autocast is not None else contextlib.nullcontext()):
-                pred = predict_eps(x, sigma)
+                pred = predict_eps(x, sigma) if layout is None else predict_eps(x, sigma, layout)
+            if layout is not None and layout.guests:
+                own = list(layout.own)
+                pred, eps = pred[own], eps[own]
             loss = eps_mse(pred, eps)
             scaled = scaler.scale(loss) if scaler is not None else loss
             grads = torch.autograd.grad(scaled, params, allow_unused=True)

@@ -22,6 +22,7 @@ import torch
 import torch.utils.checkpoint
 
 from ..vp2p_core.attention import first_frame_kv, frame_attention, frames_in_batch
+from ..vp2p_core.frames import call_layout
 from ..vp2p_core.norm import VideoNormMixin, video_frames
 
 WHERE = "Video-P2P inflated model"
@@ -66,7 +67,8 @@ def layer_attention(previous, heads, extra_options):
 
 # --------------------------------------------------------------------------- patches
 class FrameAttentionPatch:
-    """attn1 replace patch: frame i attends to frame 0 of its video (plain data, deep-copyable)."""
+    """attn1 replace patch: frame i attends to the anchor of its video — frame 0 of the clip, also
+    inside a context window (vp2p_core.frames) — (plain data, deep-copyable)."""
 
     def __init__(self, key, chunk=0, previous=None):
         self.key = tuple(key)
@@ -75,19 +77,20 @@ class FrameAttentionPatch:
 
     def __call__(self, q, k, v, extra_options):
         heads = extra_options["n_heads"]
-        frames = frames_in_batch(q.shape[0], extra_options, WHERE)
+        layout = call_layout(q.shape[0], extra_options, WHERE)
+        frames, anchor = layout.frames, layout.anchor_pos
         ctx = extra_options.get(CONTROL_KEY)
         if ctx is not None and ctx.wants("frame", self.key, extra_options):
-            k0, v0 = first_frame_kv(k, v, frames)
+            k0, v0 = first_frame_kv(k, v, frames, anchor)
             return ctx.attend("frame", self.key, q, k0, v0, heads, extra_options,
                               layer_attention(self.previous, heads, extra_options))
         if self.previous is not None:
-            # another node's attn1 patch keeps the full batch layout; it just sees frame-0 K/V
-            k0, v0 = first_frame_kv(k, v, frames)
+            # another node's attn1 patch keeps the full batch layout; it just sees the anchor's K/V
+            k0, v0 = first_frame_kv(k, v, frames, anchor)
             return self.previous(q, k0, v0, extra_options)
         return frame_attention(q, k, v, frames, heads,
                                lambda q_, k_, v_, h: host_attention(q_, k_, v_, h, extra_options),
-                               self.chunk)
+                               self.chunk, anchor)
 
 
 VIDEO_FRAMES_KEY = "vp2p_video_frames"

@@ -38,6 +38,7 @@ from .layout import PREFIX, query_paths
 from .progress import Progress, throw_if_interrupted
 from .text import conditioning_text
 from .unet import compute_dtype, run_in_comfy
+from .windows import check_clip, random_window
 
 FORMAT = "vp2p-tuning"
 DIFF_PREFIX = "diff."
@@ -119,6 +120,8 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
     config = TuneConfig(steps=int(steps), lr=float(lr), weight_decay=float(weight_decay),
                         max_grad_norm=float(max_grad_norm), seed=int(seed))
     frames = video.shape[0]
+    # a MODEL with core's context windows: one random window (+ frame 0) per step
+    window = random_window(check_clip(model, frames, video.shape[-2:]), frames)
     fingerprint = base_fingerprint(model)
     source_temporal = infl.temporal_modules(model)
     train_mp = model.clone()

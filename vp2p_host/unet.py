@@ -28,6 +28,8 @@ import comfy.model_management as mm
 import comfy.patcher_extension
 import comfy.samplers
 
+from ..vp2p_core.frames import CLIP_FRAMES_KEY, LAYOUT_KEY
+from . import windows
 from .checks import fail
 
 COND, UNCOND = 0, 1
@@ -60,8 +62,10 @@ class Evaluator:
         self.loaded_models = list(getattr(guider, "loaded_models", []) or [])
         self.options = model_options
         topts = self.options.setdefault("transformer_options", {})
-        topts["vp2p_frames"] = int(frames)
+        topts[CLIP_FRAMES_KEY] = int(frames)
         topts.update(extra_options or {})
+        windows.install(self.options, frames)   # a MODEL with core's context windows: anchored windows
+        self.frames = int(frames)
         self.seed = seed
         self.device = self.patcher.load_device
         self.sampling = self.model.model_sampling
@@ -89,15 +93,27 @@ class Evaluator:
         neg = self.conds.get("negative") or []
         return neg if context is None else with_context(neg, context)
 
-    def denoise(self, x, sigma, is_cond=True, context=None):
+    def window_options(self, layout):
+        """This run's options for a batch that is one window of the clip (`layout`, a
+        vp2p_core.frames.FrameLayout): the layout published, the context handler left out."""
+        if layout is None:
+            return self.options
+        mo = dict(self.options)
+        mo.pop(windows.HANDLER_KEY, None)
+        mo["transformer_options"] = dict(mo.get("transformer_options") or {}, **{LAYOUT_KEY: layout})
+        return mo
+
+    def denoise(self, x, sigma, is_cond=True, context=None, layout=None):
         """Denoised prediction of one chunk: the positive conds, or the negative ones (with
-        `context` as their embedding when given), as calc_cond_batch evaluates them."""
+        `context` as their embedding when given), as calc_cond_batch evaluates them. `layout`:
+        x holds only those frames of the clip (tuning's window)."""
         if is_cond:
             pos = self.conds["positive"] if context is None else with_context(self.conds["positive"], context)
             conds = [pos, None]
         else:
             conds = [None, self.uncond(context)]
-        out = comfy.samplers.calc_cond_batch(self.model, conds, x, self._timestep(x, sigma), self.options)
+        out = comfy.samplers.calc_cond_batch(self.model, conds, x, self._timestep(x, sigma),
+                                             self.window_options(layout))
         return out[0 if is_cond else 1]
 
     def cfg_denoise(self, x, sigma, cfg, uncond_context=None):
@@ -130,6 +146,7 @@ def run_in_comfy(model, positive, negative, shape, sigmas, body, extra_options=N
     lists `positive` / `negative` (negative may be None) and a latent of `shape` [F, C, h, w];
     `sigmas` is the schedule the loop follows (transformer_options' sample_sigmas). Returns
     what `body` returns."""
+    windows.check_clip(model, shape[0], shape[-2:])
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive, "negative": negative if negative is not None else []})
     loop = _PackLoop(body, shape[0], extra_options)

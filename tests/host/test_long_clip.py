@@ -1,0 +1,162 @@
+"""Long clips through core ComfyUI's context windows (Context Windows (Manual)), real ComfyUI,
+tiny model: exact equivalences where the windows must change nothing or reduce to whole-clip
+runs of shorter clips, and the limits' errors."""
+import pytest
+import torch
+
+import devkit as tl
+
+H = W = 8
+STEPS, CFG = 3, 7.5
+
+
+def windowed(model, length, overlap, schedule="standard_static", fuse="flat"):
+    """What core's Context Windows (Manual) node returns (its own execute, dim 0)."""
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    out = ContextWindowsManualNode.execute(model, length, overlap, schedule, 1, False, fuse, 0)
+    return getattr(out, "result", out)[0]
+
+
+def controller(clip, source, target, **kw):
+    args = dict(cross_replace=0.2, self_replace=0.5, reweight_words="", reweight_scales="", blend_words="",
+                blend_threshold=0.3, blend_start=0.2, controlled_layers="cross+temporal (paper)", map_words="")
+    args.update(kw)
+    return tl.pack_nodes.edit.VP2PController.execute(clip, source, target, "swap", **args).result
+
+
+def sample(model, inv, spec):
+    return tl.pack_nodes.edit.VP2PDecoupledSampler.execute(model, inv, spec, CFG, "source-first").result
+
+
+def noise(frames, seed=5):
+    return torch.randn(frames, 4, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def inflated(tiny):
+    return tl.trained_like_inflation(tiny[0])
+
+
+def evaluate(model, clip, x, sigma_index=1, layouts=()):
+    """Denoised predictions of the source prompt for x (whole clip through the MODEL's handler)
+    and for each layout in `layouts` (x's rows of that layout, no windows), in one ComfyUI run."""
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    sampling = model.get_model_object("model_sampling")
+    sigmas = torch.cat([sampling.sigmas.flip(0)[::250], torch.zeros(1)]).float()
+    host = tl.host
+
+    def body(ev):
+        xs = ev.to_model_space(x)
+        s = sigmas[sigma_index].to(ev.device)
+        whole = ev.denoise(xs, s, True).cpu()
+        parts = [ev.denoise(xs[list(lay.index)], s, True, layout=lay).cpu() for lay in layouts]
+        return whole, parts
+    with torch.inference_mode():
+        return host.unet.run_in_comfy(model, cond, empty, x.shape, sigmas, body)
+
+
+def test_one_window_covering_the_clip_is_the_unwindowed_edit(tiny, inflated):
+    clip = tiny[1]
+    spec, _, _ = controller(clip, "a red circle", "a blue circle", blend_words="circle", blend_start=0.0)
+    inv = tl.noise_inversion(inflated, clip, "a red circle", noise(6), steps=STEPS)
+    plain = sample(inflated, inv, spec)
+    whole = sample(windowed(inflated, 6, 2), inv, spec)
+    for a, b in zip(plain[:2], whole[:2]):
+        assert torch.equal(a["samples"], b["samples"])
+    assert torch.equal(plain[2], whole[2])
+
+
+def test_every_window_reads_the_clips_frame_0(tiny, inflated):
+    """Through the windows, each window's frames are exactly a whole-clip run of the shorter clip
+    [frame 0] + window (temporal attention and video norm on): frame attention of every window
+    reads the clip's frame 0, and a window's own frames are all that it contributes."""
+    Layout = tl.core.frames.FrameLayout
+    frames = 7
+    x = noise(frames, 3)
+    model = windowed(inflated, 3, 0, "batched")            # windows [0,1,2] [3,4,5] [6]
+    subclips = [Layout.window(frames, w, with_anchor=True) for w in ([0, 1, 2], [3, 4, 5], [6])]
+    whole, parts = evaluate(model, tiny[1], x, layouts=subclips)
+    for lay, part in zip(subclips, parts):
+        own = list(lay.own)
+        assert torch.equal(whole[[lay.index[p] for p in own]], part[own])
+    # the anchor matters: without frame 0 in the window the frames come out differently
+    alone, = evaluate(model, tiny[1], x, layouts=[Layout.window(frames, [3, 4, 5], anchor=None)])[1]
+    assert (alone - whole[3:6]).abs().max() > 1e-4
+
+
+def test_identical_prompts_through_overlapping_windows_keep_target_equal_to_source(tiny, inflated):
+    """The source->target attention cache is keyed by window: with identical prompts and every
+    layer replaced for all steps the target copies its own window's source maps (a cache keyed by
+    layer only would replay the last window's maps everywhere)."""
+    clip = tiny[1]
+    text = "a red circle"
+    spec, _, _ = controller(clip, text, text, cross_replace=1.0, self_replace=1.0,
+                            controlled_layers="cross+temporal+frame", map_words="circle")
+    inv = tl.noise_inversion(inflated, clip, text, noise(7), steps=STEPS)
+    edited, source, maps = sample(windowed(inflated, 3, 1, fuse="pyramid"), inv, spec)
+    assert torch.equal(edited["samples"], source["samples"])
+    # the attention store gathers the windows' maps by global frame: every frame has its map
+    assert maps.shape[0] == 7 and bool((maps.flatten(1).abs().sum(1) > 0).all())
+
+
+def _modes():
+    return ("direct-inversion", "fast", "null-text")
+
+
+def test_inversion_modes_run_through_windows(tiny, inflated):
+    """All modes of Shared Null-Text Invert through the windows (core's set_step would fail on the
+    pack's per-frame timestep and on inversion sigmas): one shared null per step, and direct
+    inversion reconstructs the clip exactly (its trajectory)."""
+    model, clip = windowed(inflated, 3, 1), tiny[1]
+    lat = tl.video_latent(5, H, W)
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
+    for mode in _modes():
+        with torch.inference_mode():
+            inv, rec = tl.host.inversion.invert_video(model, lat, cond, empty, 2, CFG, mode, 1)
+        assert inv.x_T.shape == lat["samples"].shape and torch.isfinite(inv.x_T).all()
+        assert inv.null_embeddings.shape[:2] == (len(inv.sigmas) - 1, 1)
+        assert torch.isfinite(rec["samples"]).all()
+        if mode == "direct-inversion":
+            assert (rec["samples"] - lat["samples"]).abs().max() < 1e-3
+    assert node is not None
+
+
+def test_tuning_trains_on_one_window_per_step(tiny, inflated):
+    """Tune On Video through the windows: every UNet call holds one window and frame 0 (memory
+    bounded by the window), only the allowed parameters change, the input MODEL is untouched."""
+    import comfy.patcher_extension as pe
+    model = windowed(inflated, 3, 1)
+    batches = []
+
+    def spy(executor, x, *args, **kwargs):
+        batches.append(x.shape[0])
+        return executor(x, *args, **kwargs)
+    model.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test_spy", spy)
+    before = {p: m.to_q.weight.clone() for p, m in tl.host.inflation.temporal_modules(model).items()}
+    lat = tl.video_latent(9, H, W)
+    with torch.inference_mode():
+        tuned, losses = tl.host.tuning.tune_on_video(model, lat, tl.encode(tiny[1], "a red circle"), steps=3,
+                                                     lr=1e-3)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert batches and max(batches) <= 4                   # a window of 3 frames + frame 0
+    after = {p: m.to_q.weight for p, m in tl.host.inflation.temporal_modules(tuned).items()}
+    assert any(not torch.equal(before[p], after[p]) for p in before)
+    assert all(torch.equal(before[p], m.to_q.weight)
+               for p, m in tl.host.inflation.temporal_modules(model).items())
+
+
+@pytest.mark.parametrize("length,overlap,frames,expect", [
+    (None, None, 4096, "too long to evaluate as one batch"),
+    (8, 2, 6, "longer than the clip"),
+    (4, 4, 6, "must be smaller than context_length"),
+])
+def test_limits_name_the_node_and_the_fix(tiny, inflated, length, overlap, frames, expect):
+    model = inflated if length is None else windowed(inflated, length, overlap)
+    lat = {"samples": torch.zeros(frames, 4, H, W)}
+    clip = tiny[1]
+    node = tl.pack_nodes.inversion.VP2PSharedNullTextInvert
+    with pytest.raises(tl.host.checks.NodeInputError) as e:
+        node.execute(model, lat, tl.encode(clip, "a red circle"), tl.encode(clip, ""), 2, CFG, "fast", 1)
+    msg = str(e.value)
+    assert msg.startswith("Shared Null-Text Invert:") and expect in msg and "Context Windows (Manual)" in msg

@@ -1,0 +1,146 @@
+"""Long clips through core ComfyUI's context windows (comfy/context_windows.py, >= 0.3.51).
+
+A MODEL that went through core's "Context Windows (Manual)" carries an IndexListContextHandler
+in model_options["context_handler"]; `calc_cond_batch` then evaluates the clip window by window
+and fuses the results. Wherever this pack evaluates the UNet (Tune On Video, Shared Null-Text
+Invert, the Decoupled Sampler / Guider) that handler is driven by `AnchoredWindows`, which keeps
+core's schedules, cond resizing, callbacks and fuse methods and changes one thing: a window
+that lacks the clip's frame 0 gets it as a guest row (its output is discarded), so frame
+attention reads the same anchor in every window and the whole clip keeps one appearance.
+Temporal attention and the video norm act within the window (guest included). The layout of
+each window call is published as a vp2p_core.frames.FrameLayout.
+
+Tuning does not go through the handler: each step trains on one random window (plus the
+anchor), so its memory is bounded by the window (`random_window`).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..vp2p_core.frames import LAYOUT_KEY, FrameLayout
+from . import compat
+from .checks import fail
+
+HANDLER_KEY = "context_handler"
+# whole-clip evaluation above this many latent positions (frames x h x w) is refused without
+# windows: 32 frames at 512 px (the reference needs ~20 GB for 8 frames there)
+WHOLE_CLIP_POSITIONS = 32 * 64 * 64
+ADD_WINDOWS = ("add core's Context Windows (Manual) after Inflate T2S Model (context_length 16, "
+               "context_overlap 4, context_schedule standard_static)")
+
+
+def context_handler(model):
+    """The context handler a MODEL carries (core's Context Windows node), or None."""
+    return (getattr(model, "model_options", None) or {}).get(HANDLER_KEY)
+
+
+def check_clip(model, frames: int, latent_hw) -> object:
+    """The MODEL's context handler checked against a clip of `frames` frames (None without one).
+    Errors name the fix: a clip too long to evaluate whole, a window longer than the clip, an
+    overlap that leaves no stride, windows on another dimension, noise reordering (FreeNoise)."""
+    handler = context_handler(model)
+    h, w = (int(s) for s in latent_hw)
+    if handler is None:
+        if frames * h * w > WHOLE_CLIP_POSITIONS:
+            fail(f"the clip has {frames} frames of {h * 8}x{w * 8} px, too long to evaluate as one batch "
+                 f"(at most {WHOLE_CLIP_POSITIONS // (h * w)} frames at this size): {ADD_WINDOWS}.")
+        return None
+    missing = [a for a in ("context_length", "context_overlap", "get_context_windows", "get_resized_cond",
+                           "combine_context_window_results") if not hasattr(handler, a)]
+    if missing:
+        fail(f"the MODEL carries a context handler this pack cannot drive ({type(handler).__name__}, no "
+             f"{missing[0]}); use core's Context Windows (Manual) instead.")
+    length, overlap = int(handler.context_length), int(handler.context_overlap)
+    if int(getattr(handler, "dim", 0)) != 0:
+        fail(f"the context windows run on dim {handler.dim}; video frames are the batch (dim 0) for "
+             "SD1.x models: set dim 0 in Context Windows (Manual).")
+    if getattr(handler, "freenoise", False):
+        fail("the context windows apply FreeNoise, which reorders the noise: an inverted latent must keep its "
+             "frames' noise. Turn freenoise off in the context windows node.")
+    if length > frames:
+        fail(f"the context window ({length} frames) is longer than the clip ({frames} frames): set "
+             f"context_length to at most {frames} in Context Windows (Manual), or remove that node.")
+    if overlap >= length:
+        fail(f"context_overlap {overlap} must be smaller than context_length {length} in Context Windows "
+             f"(Manual), e.g. length {length}, overlap {max(0, length // 4)}.")
+    return handler
+
+
+class AnchoredWindows:
+    """core's context handler with the clip's anchor frame in every window (see the module
+    docstring). Installed in a run's own model_options copy, never on the MODEL."""
+
+    def __init__(self, handler, frames: int):
+        self.handler = handler
+        self.frames = int(frames)
+
+    def should_use_context(self, model, conds, x_in, timestep, model_options) -> bool:
+        return x_in.size(0) > int(self.handler.context_length)
+
+    def windows(self, model, x_in, timestep, model_options):
+        compat.set_context_step(self.handler, timestep, model_options)
+        return [list(w.index_list) for w in self.handler.get_context_windows(model, x_in, model_options)]
+
+    def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
+        core = self.handler
+        total = x_in.size(0)
+        windows = self.windows(model, x_in, timestep, model_options)
+        relative = compat.fuse_is_relative(core)
+        conds_final = [torch.zeros_like(x_in) for _ in conds]
+        shape = [total] + [1] * (x_in.ndim - 1)
+        counts_final = [(torch.ones if relative else torch.zeros)(shape, device=x_in.device) for _ in conds]
+        biases_final = [[0.0] * total for _ in conds]
+        topts = model_options.setdefault("transformer_options", {})
+        saved = {k: topts[k] for k in ("context_window", LAYOUT_KEY) if k in topts}
+        compat.run_callbacks(core, "execute_start", core, model, x_in, conds, timestep, model_options)
+        try:
+            for idx, index in enumerate(windows):
+                compat.throw_if_interrupted()
+                layout = FrameLayout.window(total, index, with_anchor=True)
+                evaluated = compat.context_window(list(layout.index))
+                compat.run_callbacks(core, "evaluate_context_windows", core, model, x_in, conds, timestep,
+                                     model_options, idx, evaluated, model_options, None, None)
+                topts["context_window"] = evaluated
+                topts[LAYOUT_KEY] = layout
+                sub_x = evaluated.get_tensor(x_in)
+                sub_t = evaluated.get_tensor(timestep, dim=0) if timestep.ndim and timestep.shape[0] == total \
+                    else timestep
+                sub_conds = [core.get_resized_cond(c, x_in, evaluated) for c in conds]
+                out = calc_cond_batch(model, sub_conds, sub_x, sub_t, model_options)
+                own = list(layout.own)
+                if len(own) != layout.frames:
+                    out = [o[own] for o in out]
+                core.combine_context_window_results(x_in, out, sub_conds, compat.context_window(index), idx,
+                                                    len(windows), timestep, conds_final, counts_final,
+                                                    biases_final)
+            if not relative:
+                conds_final = [c / n for c, n in zip(conds_final, counts_final)]
+            return conds_final
+        finally:
+            for k in ("context_window", LAYOUT_KEY):
+                topts.pop(k, None)
+            topts.update(saved)
+            compat.run_callbacks(core, "execute_cleanup", core, model, x_in, conds, timestep, model_options)
+
+
+def install(model_options: dict, frames: int):
+    """Put AnchoredWindows around the context handler of a run's model_options (a copy the run
+    owns). No-op without a handler or when it is installed already."""
+    handler = model_options.get(HANDLER_KEY)
+    if handler is not None and not isinstance(handler, AnchoredWindows):
+        model_options[HANDLER_KEY] = AnchoredWindows(handler, frames)
+    return model_options
+
+
+def random_window(handler, frames: int):
+    """Tuning's draw: `draw(generator) -> FrameLayout` of one window of `context_length`
+    consecutive frames at a uniformly random start, with the anchor as a guest (None when the
+    clip fits in one window)."""
+    if handler is None or int(handler.context_length) >= frames:
+        return None
+    length = int(handler.context_length)
+
+    def draw(generator):
+        start = int(torch.randint(0, frames - length + 1, (1,), generator=generator))
+        return FrameLayout.window(frames, range(start, start + length), with_anchor=True)
+    return draw
