@@ -153,14 +153,14 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
                     stack.enter_context(autograd_safe(dm))
                     refresh = stack.enter_context(swapped_weights(dm, masters_q, {id(p) for p in params}))
 
-                    def predict_eps(x, sigma):
+                    def predict_eps(x, sigma, layout=None):
                         refresh()
-                        denoised = ev.denoise(x, sigma, True)
+                        denoised = ev.denoise(x, sigma, True, layout=layout)
                         seen["x0"] = denoised.detach()
                         return (x - denoised) / sigma
                     losses = tune(params, predict_eps, x0, sigmas, config,
                                   lambda step, total, loss: progress.update(step + 1, loss, seen.get("x0")),
-                                  autocast, scaler)
+                                  autocast, scaler, window)
                 return losses, scaler
 
             extra = {"vp2p_grad_checkpoint": True} if gradient_checkpointing else None
