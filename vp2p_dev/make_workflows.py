@@ -12,7 +12,15 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LINK_TYPES_SKIP = ("*",)
-NOTE_W, COL_W, ROW_GAP = 360, 400, 70
+NOTE_W, COL_W = 360, 400
+# The layout an artist reads left to right: one labelled group per stage, its nodes in one column (or
+# two). A spec's column is its node's stage; STAGE_OF places a node type at (stage, sub-column)
+# whatever the spec says, so new specs get the same layout.
+STAGES = (("1. Load: model, video, prompts", "#3f789e"), ("2. Tune the model on the video", "#8a6a3a"),
+          ("3. Invert the video", "#6a4a8a"), ("4. Edit", "#3f8a5a"), ("5. Decode and save", "#5a5a5a"))
+# the prompts sit beside the inputs: tuning and inversion read the controller's source prompt
+STAGE_OF = {"VP2PController": (0, 1), "CLIPTextEncode": (0, 1)}
+PITCH, GROUP_PAD, TITLE_H, GROUP_TITLE_H = 440, 20, 30, 44   # column pitch; LiteGraph node / group title heights
 
 
 def _opts(spec):
@@ -42,18 +50,17 @@ def _default(spec):
 
 
 class Graph:
-    """Nodes placed in columns; links by (node, output name or index)."""
+    """Nodes by stage (a column each, see STAGES); links by (node, output name or index)."""
 
     def __init__(self, classes):
         self.classes = classes
         self.nodes, self.links = [], []
-        self.col_y = {}
 
     def add(self, class_type, col, title=None, widgets=None, height=None, **inputs):
         if class_type in ("Note", "MarkdownNote"):
-            node = {"id": len(self.nodes) + 1, "type": "Note", "pos": self._place(col, height or 200, NOTE_W),
+            node = {"id": len(self.nodes) + 1, "type": "Note", "pos": [0, 0],
                     "size": [NOTE_W, height or 200], "flags": {}, "order": len(self.nodes), "mode": 0,
-                    "properties": {"text": ""}, "widgets_values": [widgets]}
+                    "properties": {"text": ""}, "widgets_values": [widgets], "_col": col}
             if title:
                 node["title"] = title
             self.nodes.append(node)
@@ -88,11 +95,11 @@ class Graph:
         h = height or 40 + 24 * max(len(node_inputs), len(outs)) + 26 * len(values) + 60 * multiline
         if class_type == "VP2PController":
             h += 100                    # the alignment preview
-        node = {"id": len(self.nodes) + 1, "type": class_type, "pos": self._place(col, h), "size": [COL_W - 40, h],
+        node = {"id": len(self.nodes) + 1, "type": class_type, "pos": [0, 0], "size": [COL_W - 40, h],
                 "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": node_inputs,
                 "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
                             for i, (n, t) in enumerate(zip(outs, cls.RETURN_TYPES))],
-                "properties": {"Node name for S&R": class_type}, "widgets_values": values}
+                "properties": {"Node name for S&R": class_type}, "widgets_values": values, "_col": col}
         if title:
             node["title"] = title
         self.nodes.append(node)
@@ -101,11 +108,6 @@ class Graph:
             if ln[3] is None:
                 ln[3] = node["id"]
         return node["id"]
-
-    def _place(self, col, h, w=COL_W):
-        y = self.col_y.get(col, 40)
-        self.col_y[col] = y + h + ROW_GAP
-        return [40 + col * COL_W, y]
 
     def _link(self, src, slot, target_slot, typ):
         node = self.nodes[src - 1]
@@ -120,10 +122,87 @@ class Graph:
         self.links.append([lid, src, slot, None, target_slot, typ])
         return lid
 
+    def _stages(self):
+        """{node id: (stage, sub-column)}: the spec's column or STAGE_OF, then pulled left until no link runs
+        backwards."""
+        stage = {n["id"]: STAGE_OF.get(n["type"], (n["_col"], 0)) for n in self.nodes}
+        changed = True
+        while changed:
+            changed = False
+            for _, src, _, dst, _, _ in self.links:
+                if stage[src] > stage[dst]:
+                    stage[src], changed = stage[dst], True
+        return stage
+
+    def _order(self, stage):
+        """Nodes of each column top to bottom, ordered by the mean rank of their neighbours (barycentre
+        sweeps, as layered graph drawing does), so wires cross less; a neighbour in the same column puts a
+        node just below (its input) or above (its output). The last sweep follows the inputs. Notes stay on top."""
+        cols = {s: [n["id"] for n in self.nodes if stage[n["id"]] == s] for s in sorted(set(stage.values()))}
+        ups, downs = {n["id"]: [] for n in self.nodes}, {n["id"]: [] for n in self.nodes}
+        for _, src, _, dst, _, _ in self.links:
+            ups[dst].append(src)
+            downs[src].append(dst)
+        topo = [n["id"] for n in self.nodes]       # a node links only to nodes added before it
+        notes = {n["id"] for n in self.nodes if n["type"] == "Note"}
+        key = {}
+
+        def sweep(neighbours, columns, order, eps, before):
+            for s in columns:
+                rank = {i: (k + 0.5) / len(c) for c in cols.values() for k, i in enumerate(c)}
+                for i in (j for j in order if stage[j] == s):
+                    vals = [rank[j] if before(stage[j], s) else key[j] + eps
+                            for j in neighbours[i] if stage[j] == s and j in key or before(stage[j], s)]
+                    key[i] = -1.0 if i in notes else sum(vals) / len(vals) if vals else rank[i]
+                    same = [key[j] + eps for j in neighbours[i] if stage[j] == s and j in key]
+                    if same and i not in notes:         # below its inputs (above its outputs) in the column
+                        key[i] = max(key[i], *same) if eps > 0 else min(key[i], *same)
+                cols[s] = sorted(cols[s], key=lambda i: key[i])
+        for _ in range(2):
+            sweep(downs, sorted(cols, reverse=True), topo[::-1], -1e-3, lambda a, b: a > b)
+            key.clear()
+            sweep(ups, sorted(cols), topo, 1e-3, lambda a, b: a < b)
+            key.clear()
+        return cols
+
+    def _layout(self):
+        """Positions by stage and order; a node sits level with its inputs where the column leaves room."""
+        stage = self._stages()
+        cols = self._order(stage)
+        byid = {n["id"]: n for n in self.nodes}
+        ups = {n["id"]: [] for n in self.nodes}
+        for _, src, _, dst, _, _ in self.links:
+            ups[dst].append(src)
+        x, last_stage = 40 - PITCH, None
+        for s, ids in cols.items():
+            x += PITCH if s[0] != last_stage else COL_W       # sub-columns of a stage sit closer
+            last_stage, y = s[0], 40 + GROUP_TITLE_H + TITLE_H
+            for i in ids:
+                placed = [byid[j]["pos"][1] for j in ups[i] if stage[j] < s]
+                want = sum(placed) / len(placed) if placed else y
+                byid[i]["pos"] = [x, max(y, round(want))]
+                y = byid[i]["pos"][1] + byid[i]["size"][1] + TITLE_H + GROUP_PAD
+        groups = []
+        for st in sorted({s[0] for s in cols}):
+            ns = [byid[i] for s, ids in cols.items() if s[0] == st for i in ids]
+            x0 = min(n["pos"][0] for n in ns) - GROUP_PAD
+            x1 = max(n["pos"][0] + n["size"][0] for n in ns) + GROUP_PAD
+            top = min(n["pos"][1] for n in ns) - TITLE_H - GROUP_TITLE_H
+            bottom = max(n["pos"][1] + n["size"][1] for n in ns) + GROUP_PAD
+            title, color = STAGES[min(st, len(STAGES) - 1)]
+            groups.append({"id": len(groups) + 1, "title": title, "bounding": [x0, top, x1 - x0, bottom - top],
+                           "color": color, "font_size": 24, "flags": {}})
+        return groups
+
     def ui(self):
-        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
-                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
-                "version": 0.4}
+        groups = self._layout()
+        nodes = [{k: v for k, v in n.items() if k != "_col"} for n in self.nodes]
+        x1 = max(g["bounding"][0] + g["bounding"][2] for g in groups)
+        y1 = max(g["bounding"][1] + g["bounding"][3] for g in groups)
+        scale = round(min(1.0, 1800 / (x1 + 40), 950 / (y1 + 40)), 3)     # the whole graph in a 1080p editor
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
+                "links": self.links, "groups": groups, "config": {},
+                "extra": {"ds": {"scale": scale, "offset": [0, 0]}}, "version": 0.4}
 
 
 def write(name, graph):
