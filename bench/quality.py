@@ -459,7 +459,7 @@ def drawable(all_results, variants, t2i, bar=DRAWABLE):
         rows.append(f"| {v} | {ok_all:.2f} | {ok_easy:.2f} | {ok_easy / rate(easy) if easy else float('nan'):.2f} |")
     kinds = {}
     for c in names:
-        kinds.setdefault(c.split("-s")[0], []).append(c)
+        kinds.setdefault(c.rsplit("-s", 1)[0], []).append(c)
     per_kind = ", ".join(f"{k} {sum(t2i[c] >= bar for c in cs)}/{len(cs)}" for k, cs in kinds.items())
     return (f"Text-to-image rate of the targets (the model drawing the target caption alone): mean {rate(names):.2f} "
             f"over {len(names)} cases; {len(easy)} cases drawable (rate >= {bar}), mean rate {rate(easy):.2f} there"

@@ -1,0 +1,89 @@
+"""Where drawable shape swaps and one-of-two-object edits are lost: several edit settings on the
+same drawn cases, each case tuned and inverted once (direct inversion, the pack default) and
+edited once per setting, judged by quality.judge; the model's text-to-image rate of each target
+beside it (bench/target_t2i.py). The settings are quality.py case fields:
+
+  default         the case as drawn (cross_replace 0.2, blend on the edited shape word(s))
+  word-0          per-word window 0 on the target's changed words (their columns never copied)
+  cross0.8+word0.2  cross_replace 0.8 for every token, 0.2 for the changed words (prompt-to-prompt's
+                  short window for the swapped word, long one for the rest)
+  blend-changed   blend on the words that differ between the prompts (two objects: the edited
+                  object's own words, not a shape word the other object may share)
+
+    python bench/edit_probe.py --kinds shape-swap two-colour two-shape --draw 1 --seed 100
+                               [--settings default word-0 ...] [--set steps=10 tune_steps=20] [--t2i-samples 8]
+"""
+import argparse
+import json
+import os
+import time
+
+import _common
+import quality
+import target_t2i
+
+SETTINGS = {
+    "default": {},
+    "word-0": {"swapped_window": 0.0},
+    "cross0.8+word0.2": {"cross_replace": 0.8, "swapped_window": 0.2},
+    "blend-changed": {"blend_changed": True},
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kinds", nargs="+", default=["shape-swap", "two-colour", "two-shape"], choices=quality.KINDS)
+    ap.add_argument("--draw", type=int, default=1, help="cases per kind")
+    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--set", metavar="KEY=VALUE", nargs="+", default=[], help="case fields for every case")
+    ap.add_argument("--t2i-samples", type=int, default=8)
+    ap.add_argument("--ckpt", default="toy_world_sd1.safetensors")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(_common.REPO, "artifacts", "edit_probe.json"))
+    a = ap.parse_args()
+    a.out = os.path.abspath(a.out)
+    r = quality.Runner(a.ckpt, a.threads)
+    cases = [dict(quality.DEFAULTS, **c) for c in quality.draw_cases(r.world, a.draw, a.seed) if c["kind"] in a.kinds]
+    overrides = quality.parse_overrides(a.set, cases)
+    print(f"{len(cases)} cases (--draw {a.draw} --seed {a.seed}, kinds {' '.join(a.kinds)}), "
+          f"overrides {overrides}, settings {' '.join(a.settings)}", flush=True)
+    rows, t0 = {}, time.time()
+    for i, case in enumerate(cases):
+        case.update(overrides)
+        rate = target_t2i.target_rate(r, case, a.t2i_samples, 1000 + i) if a.t2i_samples else float("nan")
+        video, truth, latent, want = r.prepare(case)
+        r.inversions = {}
+        tuned = r.tune_case(r.inflated(), latent, case) if case["tune_steps"] else r.inflated()   # 0: untuned
+        rows[case["name"]] = {"t2i": rate, "frames": case["world"]["frames"], "target": case["target"]}
+        for s in a.settings:
+            c = dict(case, **SETTINGS[s])
+            _, edited, _ = r.edit(tuned, latent, c, r.controller(c), mode="direct-inversion")
+            m = r.edit_metrics(edited, video, truth, want)
+            rows[case["name"]][s] = m
+            print(f"  {case['name']:<18} t2i {rate:.2f} {s:<17} " + " ".join(f"{k} {v:.3g}" for k, v in m.items()),
+                  flush=True)
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump({"args": vars(a), "overrides": overrides, "rows": rows, "seconds": time.time() - t0}, f,
+                      indent=1)
+    print("\n" + table(rows, a.settings))
+    print(f"\ntotal {time.time() - t0:.0f} s")
+
+
+def table(rows, settings):
+    """Mean edit success (and keep rate where two objects) per setting: all cases, drawable ones."""
+    import numpy as np
+    easy = [n for n, r in rows.items() if r["t2i"] >= quality.DRAWABLE]
+    lines = [f"{len(rows)} cases, {len(easy)} drawable (t2i >= {quality.DRAWABLE})", "",
+             "| setting | edit success, all | edit success, drawable | bg PSNR dB | keep rate (two objects) |",
+             "|---|---|---|---|---|"]
+    for s in settings:
+        mean = lambda names, k: np.mean([rows[n][s][k] for n in names if k in rows[n][s]] or [np.nan])  # noqa: E731
+        lines.append(f"| {s} | {mean(list(rows), 'edit_success'):.2f} | {mean(easy, 'edit_success'):.2f} | "
+                     f"{mean(list(rows), 'bg_psnr'):.1f} | {mean(list(rows), 'keep_rate'):.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
