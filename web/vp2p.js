@@ -138,3 +138,20 @@ app.registerExtension({
     };
   },
 });
+
+// Load Video (VP2P): clip_index walks a folder of clips, so its "control after generate" starts at
+// "increment" (the editor's default for an INT control is "randomize"): Queue N edits clips
+// 0..N-1. A workflow saved with another choice keeps it (loading sets the saved value afterwards).
+app.registerExtension({
+  name: "videop2p.clipIndex",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== "VP2PLoadVideo") return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onNodeCreated?.apply(this, arguments);
+      const control = this.widgets?.find((w) => w.name === "clip_index")?.linkedWidgets?.[0];
+      if (control) control.value = "increment";
+      return r;
+    };
+  },
+});

@@ -427,6 +427,46 @@ def test_queue_toy_workflow_and_see_the_output(browser):
     d.save_screenshot(os.path.join(SHOTS, "toy_fast_mode_done.png"))
 
 
+def test_queue_n_walks_a_folder_of_clips(browser, tmp_path):
+    """Load Video (VP2P) with clip_folder: its clip_index control starts at 'increment', so
+    Queue 3 from the editor loads clips 0, 1 and 2 of the folder, one per prompt."""
+    import av
+    import numpy as np
+    d, srv = browser
+    for i in range(3):
+        with av.open(str(tmp_path / f"clip_{i}.mp4"), mode="w") as out:
+            vs = out.add_stream("libx264", rate=8)
+            vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+            for _ in range(2):
+                out.mux(vs.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 80 * i, np.uint8), format="rgb24")))
+            out.mux(vs.encode(None))
+    before = set(srv.get_json("/history"))
+    control = d.execute_script("""
+        app.graph.clear();
+        const load = LiteGraph.createNode('VP2PLoadVideo'), show = LiteGraph.createNode('PreviewImage');
+        app.graph.add(load); app.graph.add(show);
+        load.connect(0, show, 0);
+        const set = (k, v) => { load.widgets.find(w => w.name === k).value = v; };
+        set('clip_folder', arguments[0]); set('width', 32); set('height', 32); set('frame_count', 2);
+        return load.widgets.find(w => w.name === 'clip_index').linkedWidgets[0].value;""", str(tmp_path))
+    assert control == "increment"
+    d.execute_script("app.queuePrompt(0, 3);")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        runs = {k: v for k, v in srv.get_json("/history").items() if k not in before}
+        if len(runs) == 3 and all(h.get("status", {}).get("completed") for h in runs.values()):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"3 prompts did not finish: {runs} {modal_text(d)}")
+    indices = sorted(next(n["inputs"]["clip_index"] for n in h["prompt"][2].values()
+                          if n["class_type"] == "VP2PLoadVideo") for h in runs.values())
+    assert indices == [0, 1, 2]
+    assert all(h["status"]["status_str"] == "success" for h in runs.values())
+    assert d.execute_script("return app.graph._nodes.find(n => n.type === 'VP2PLoadVideo')"
+                            ".widgets.find(w => w.name === 'clip_index').value;") == 3
+
+
 def test_no_errors_in_the_browser_console(browser):
     d, _ = browser
     errors = [e["message"] for e in console(d) if e["level"] == "SEVERE"]
