@@ -102,6 +102,8 @@ def row_prompt(api: dict, row: dict, display_names: dict, reuse: bool = True) ->
     if "video" in row:
         node = _only(prompt, "VP2PLoadVideo", "Load Video (VP2P)", "video")
         node["inputs"]["path"] = os.path.abspath(str(row["video"]))
+        if "clip_folder" in node["inputs"]:     # a folder of clips would win over the path
+            node["inputs"]["clip_folder"] = ""
     for column, field in (("source", "source_text"), ("target", "target_text")):
         if column in row:
             _only(prompt, "VP2PController", "P2P Controller", column)["inputs"][field] = str(row[column])
@@ -259,30 +261,32 @@ class Executor:
         try:
             with run_workflow.watch(on_node, on_progress):
                 comfy_host.run_prompt(job["prompt"], client_id="vp2p_batch", executor=self.executor)
-        except RuntimeError as e:       # ComfyUI rejected the prompt or a node failed: the row's error
+            return self._stamp(self._deliver(job, staging, start))
+        except Exception as e:     # ComfyUI rejected the prompt, a node failed, the files could not move
+            text = str(e).split("\n")[0].strip() if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
             return self._stamp(record(job["row"], job["name"], "failed", seconds=time.time() - start,
-                                      error=str(e).split("\n")[0].strip(), key=job["key"], worker=self.worker))
-        else:
-            reused = {}
-            for ev in self.cache.events:
-                reused[ev["stage"]] = reused.get(ev["stage"], True) and ev["reused"]
-            files = sorted(os.path.relpath(os.path.join(r, f), staging)
-                           for r, _, fs in os.walk(staging) for f in fs)
-            rec = record(job["row"], job["name"], "ok", outputs=files, seconds=time.time() - start,
-                         key=job["key"], reused=reused, worker=self.worker)
-            if self.collect:
-                rec["files"] = {}
-                for rel in files:
-                    with open(os.path.join(staging, rel), "rb") as f:
-                        rec["files"][rel] = f.read()
-            else:
-                for rel in files:
-                    place(os.path.join(staging, rel), os.path.join(self.out, rel))
-            return self._stamp(rec)
+                                      error=text, key=job["key"], worker=self.worker))
         finally:
             self.folder_paths.set_output_directory(self.output_before)
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _deliver(self, job, staging, start):
+        """The finished row's record; its files renamed into OUT (or attached as bytes)."""
+        reused = {}
+        for ev in self.cache.events:
+            reused[ev["stage"]] = reused.get(ev["stage"], True) and ev["reused"]
+        files = sorted(os.path.relpath(os.path.join(r, f), staging) for r, _, fs in os.walk(staging) for f in fs)
+        rec = record(job["row"], job["name"], "ok", outputs=files, seconds=time.time() - start,
+                     key=job["key"], reused=reused, worker=self.worker)
+        if self.collect:
+            rec["files"] = {}
+            for rel in files:
+                with open(os.path.join(staging, rel), "rb") as f:
+                    rec["files"][rel] = f.read()
+        else:
+            for rel in files:
+                place(os.path.join(staging, rel), os.path.join(self.out, rel))
+        return rec
 
     @staticmethod
     def _stamp(rec):
@@ -521,6 +525,8 @@ def run_ray(args, workflow, rows, results) -> list[dict]:
                     if pending or running:
                         start_actor()                 # keep the pool at its size
                     continue
+                except ray.exceptions.RayTaskError as e:      # the worker lives; the row failed
+                    rec = record(job["row"], job["name"], "failed", key=job["key"], error=str(e).split("\n")[0])
                 affinity.setdefault(job["group"], i)
                 finish(job, rec)
                 idle.append(i)

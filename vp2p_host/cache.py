@@ -19,8 +19,7 @@ import tempfile
 import folder_paths
 
 from . import inversion as inversions
-from . import store
-from . import tuning
+from . import store, tuning
 from .checks import cond_tensor, fail, latent_video
 from .fingerprint import _update, latent_fingerprint, model_fingerprint
 

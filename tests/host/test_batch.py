@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BATCH = os.path.join(REPO, "scripts", "batch.py")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import batch  # noqa: E402
+import comfy_host  # noqa: E402
 import devkit  # noqa: E402
 
 NAMES = ["a_green", "a_blue", "missing", "b_green"]
@@ -105,7 +106,7 @@ def test_killed_run_resumes_with_the_remaining_rows_only(serial):
 
 
 def test_content_key_follows_the_input_bytes(toy, tmp_path):
-    folder, workflow, manifest = toy
+    folder, workflow, _ = toy
     with open(workflow) as f:
         api = json.load(f)
     clip = os.path.join(folder, "clips", "clip_a")
@@ -116,7 +117,8 @@ def test_content_key_follows_the_input_bytes(toy, tmp_path):
     copy = tmp_path / "clip"
     copy.mkdir()
     for f in sorted(os.listdir(clip)):
-        (copy / f).write_bytes(open(os.path.join(clip, f), "rb").read())
+        with open(os.path.join(clip, f), "rb") as src:
+            (copy / f).write_bytes(src.read())
     k1 = batch.content_key(batch.row_prompt(api, {**row, "video": str(copy)}, {}))
     (copy / "000.png").write_bytes((copy / "001.png").read_bytes())
     assert batch.content_key(batch.row_prompt(api, {**row, "video": str(copy)}, {})) != k1
@@ -176,3 +178,30 @@ def _content(path):
     import safetensors
     with safetensors.safe_open(path, framework="pt") as f:
         return f.metadata(), {k: f.get_tensor(k).numpy().tobytes() for k in sorted(f.keys())}
+
+
+def test_editor_cache_hit_equals_computing(toy, outdir):
+    """Tune On Video and Shared Null-Text Invert with cache on, queued twice (as the editor does):
+    the second run loads both stages and edits to exactly the same frames."""
+    import torch
+    folder, workflow, _ = toy
+    with open(workflow) as f:
+        api = json.load(f)
+    row = {"name": "editor", "video": os.path.join(folder, "clips", "clip_b"),
+           "source": "a blue square on a striped gray background", "target": "a red square on a striped gray background"}
+    prompt = batch.row_prompt(api, row, {})
+    edited = next(i for i, n in prompt.items() if n.get("_meta", {}).get("title") == "Edited frames")
+    cache = comfy_host.pack_module("vp2p_host.cache")
+    frames, events = [], []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # as the batch runs: cheap on a busy 2-core machine
+    try:
+        for _ in range(2):
+            cache.events.clear()
+            frames.append(comfy_host.run_prompt(prompt)[edited][0])
+            events.append([(e["stage"], e["reused"]) for e in cache.events])
+    finally:
+        torch.set_num_threads(threads)
+    assert events == [[("tuning", False), ("inversion", False)], [("tuning", True), ("inversion", True)]]
+    assert all(e["file"].startswith(os.path.join(outdir, "video_p2p", "cache")) for e in cache.events)
+    assert torch.equal(frames[0], frames[1])
