@@ -114,10 +114,12 @@ def _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, m
 
 
 def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=7.5, mode="null-text",
-                 inner_iterations=10, fixed_point_iterations=0, per_frame=False):
+                 inner_iterations=10, fixed_point_iterations=0, per_frame=False, gradient_checkpointing=True):
     """Returns (Inversion, reconstruction LATENT). per_frame (one null per frame, [n,F,tokens,C])
     exists for ablations; the node always shares one null across frames as the paper does.
-    mode: a key of vp2p_core.inversion.MODES (the node offers those marked `offered`)."""
+    mode: a key of vp2p_core.inversion.MODES (the node offers those marked `offered`).
+    gradient_checkpointing: the null optimisation's backward recomputes each transformer block of
+    an inflated model instead of keeping its activations (same gradients, less memory)."""
     mode = canonical_mode(mode)
     video, cond, empty = _check_inputs(model, latent, conditioning, empty_conditioning, steps, cfg, mode,
                                        inner_iterations, fixed_point_iterations)
@@ -169,7 +171,8 @@ def invert_video(model, latent, conditioning, empty_conditioning, steps=50, cfg=
 
     try:
         with grad_mode():
-            res, recon = run_in_comfy(model, conditioning, empty_conditioning, video.shape, sigmas, body)
+            extra = {"vp2p_grad_checkpoint": True} if optimise and gradient_checkpointing else None
+            res, recon = run_in_comfy(model, conditioning, empty_conditioning, video.shape, sigmas, body, extra)
     finally:
         bar.close()
         mm.soft_empty_cache()

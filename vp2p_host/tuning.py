@@ -102,7 +102,7 @@ def _autocast_factory(precision, device, unet_dtype=torch.float32):
 
 # --------------------------------------------------------------------------- tuning
 def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weight_decay=1e-2,
-                  max_grad_norm=1.0, mixed_precision="auto", gradient_checkpointing=False):
+                  max_grad_norm=1.0, mixed_precision="auto", gradient_checkpointing=True):
     """Returns (tuned clone, losses)."""
     info = infl.inflation_info(model)
     if info is None:
@@ -198,7 +198,7 @@ def tune_on_video(model, latent, conditioning, steps=300, lr=3e-5, seed=33, weig
 
 
 def tune_and_save(model, latent, conditioning, steps, lr, seed, save_name="", mixed_precision="auto",
-                  gradient_checkpointing=False):
+                  gradient_checkpointing=True):
     """Tune On Video: the tuned clone, saved when `save_name` is set (checked before tuning, so a
     name outside the output folder fails at once, not after the long run)."""
     if save_name and save_name.strip():

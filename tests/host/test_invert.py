@@ -211,6 +211,25 @@ def _snapshot(model):
             "hooks": sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in dm.modules())}
 
 
+def test_null_text_checkpointing_is_exact(inflated, video, prompts, monkeypatch):
+    """Checkpointed blocks (the default) give the nulls of the plain backward, and are really used."""
+    import torch.utils.checkpoint as cp
+    calls = []
+    original = cp.checkpoint
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return original(*a, **kw)
+    plain = invert(inflated, video, *prompts, steps=4, inner=3, gradient_checkpointing=False)[0]
+    assert not calls
+    monkeypatch.setattr(cp, "checkpoint", counting)
+    ckpt = invert(inflated, video, *prompts, steps=4, inner=3)[0]
+    assert calls                                   # the inflated blocks were recomputed in backward
+    assert sum(plain.iterations) > 0 and not torch.equal(plain.null_embeddings[0], plain.empty_cond)
+    assert torch.allclose(plain.null_embeddings, ckpt.null_embeddings, atol=1e-6, rtol=0)
+    assert plain.losses == pytest.approx(ckpt.losses, abs=1e-9)
+
+
 @pytest.mark.parametrize("failure", ["interrupt", "error"])
 def test_interrupt_or_error_leaves_the_model_untouched(tiny, inflated, video, prompts, monkeypatch, failure):
     import comfy.model_management as mm

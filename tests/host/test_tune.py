@@ -120,8 +120,8 @@ def test_loss_drops_on_a_fixed_video(tiny, inflated, video, cond):
 
 def test_training_is_reproducible_and_checkpointing_is_exact(inflated, video, cond):
     tune = _mods()[1]
-    a, la = _tune(inflated, video, cond, steps=3, seed=7)
-    b, lb = _tune(inflated, video, cond, steps=3, seed=7, gradient_checkpointing=True)
+    a, la = _tune(inflated, video, cond, steps=3, seed=7, gradient_checkpointing=False)
+    b, lb = _tune(inflated, video, cond, steps=3, seed=7)     # checkpointing is the default
     c, lc = _tune(inflated, video, cond, steps=3, seed=8)
     assert la == pytest.approx(lb, abs=1e-6) and la != lc
     sa, sb = tune.tuning_state_dict(a), tune.tuning_state_dict(b)
