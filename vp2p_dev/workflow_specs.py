@@ -153,11 +153,11 @@ SD15_EDIT = dict(source="a man riding a bike", target="a man riding a motorbike"
                  reweight_scales="2", preset="swap + reweight + blend (official)")
 
 
-def _sd15_inputs(g, note):
+def _sd15_inputs(g, note, frame_count=8):
     g.add("Note", 0, title="About this workflow", widgets=note, height=300)
     ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
-    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": 8, "width": 512,
-                                              "height": 512})
+    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "path": "", "frame_count": frame_count,
+                                              "width": 512, "height": 512})
     return ck, vid
 
 
@@ -202,6 +202,65 @@ def sd15_controlnet_word_swap(g):
     _outputs(g, ck, vid, inv, samp, "sd15_controlnet_word_swap")
 
 
+# core's Context Windows (Manual) as the long-clip workflows set it (16-frame windows, 4 shared)
+LONG_CLIP_WINDOWS = {"context_length": 16, "context_overlap": 4, "context_schedule": "standard_static",
+                     "fuse_method": "pyramid"}
+
+
+def _long_clip_chain(g, ck, frames_image, source, target, tune_steps, inv_mode, steps, save_name="", **ctrl):
+    """The edit chain with core's Context Windows (Manual) on the inflated model: tuning, inversion
+    and the sampler all evaluate the clip window by window (frame 0 in every window)."""
+    lat = g.add("VAEEncode", 1, pixels=(frames_image, 0), vae=(ck, 2))
+    infl = g.add("VP2PInflateT2SModel", 1, model=(ck, 0))
+    win = g.add("ContextWindowsManual", 1, title="Context Windows (Manual): 16 frames, 4 shared",
+                widgets=LONG_CLIP_WINDOWS, model=(infl, 0))
+    controller = g.add("VP2PController", 2, widgets=dict(source_text=source, target_text=target, **ctrl),
+                       clip=(ck, 1))
+    tuned = g.add("VP2PTuneOnVideo", 1, widgets={"steps": tune_steps, "save_name": save_name}, model=(win, 0),
+                  latent=(lat, 0), conditioning=(controller, "source"))
+    empty = g.add("CLIPTextEncode", 2, title="Empty prompt", widgets={"text": ""}, clip=(ck, 1))
+    inv = g.add("VP2PSharedNullTextInvert", 2, widgets={"steps": steps, "mode": inv_mode}, model=(tuned, 0),
+                latent=(lat, 0), conditioning=(controller, "source"), empty_conditioning=(empty, 0))
+    samp = g.add("VP2PDecoupledSampler", 3, model=(tuned, 0), inversion=(inv, "inversion"),
+                 controller=(controller, "controller"))
+    return lat, tuned, inv, controller, samp
+
+
+def toy_long_clip(g):
+    note = ("A long clip (toy world): 192 frames (8 s at 24 fps) of a red circle that crosses the frame, grows "
+            "and turns, edited red -> green through core ComfyUI's Context Windows (Manual) on the inflated "
+            "model: 16-frame windows sharing 4 frames, fused by 'pyramid'. Tune On Video trains on one random "
+            "window per step, the inversion and the Decoupled Sampler evaluate the clip window by window, and "
+            "frame attention reads the clip's frame 0 in every window (one appearance for the whole clip), so "
+            "memory stays that of one window.\n\n"
+            "Change: frames (any length; context_length must not exceed it), context_length / context_overlap "
+            "(overlap 1/4 of the window is a good start; it must stay below the length), target_text. "
+            "See docs/long_clips.md for costs and the seam measurements.")
+    ck, vid = _toy_inputs(g, note, frames=192, start_x=0.2, end_x=0.8, radius=0.16, end_radius=0.26,
+                          rotation=0.0, end_rotation=180.0)
+    lat, tuned, inv, ctrl, samp = _long_clip_chain(g, ck, vid, TOY_SOURCE, "a green circle on a striped gray background",
+                                                   tune_steps=100, inv_mode="direct-inversion", steps=50,
+                                                   blend_words="circle")
+    _outputs(g, ck, vid, inv, samp, "toy_long_clip")
+
+
+def sd15_long_clip(g):
+    note = ("A 10-second clip with SD1.5 (240 frames at 24 fps) through core ComfyUI's Context Windows "
+            "(Manual): 16-frame windows sharing 4 frames. Load Video (VP2P): frame_count 240 at 512x512 "
+            "(or fewer frames / a lower size to try it first). Tune On Video trains on one random window per "
+            "step, so its memory is one window's whatever the clip length; inversion and editing evaluate the "
+            "clip window by window with the clip's frame 0 in every window. Costs grow linearly with the "
+            "frames (see docs/long_clips.md); 'direct-inversion' keeps the inversion as cheap as DDIM. Same "
+            "official edit settings as sd15_word_swap.")
+    ck, vid = _sd15_inputs(g, note, frame_count=240)
+    edit = dict(SD15_EDIT)
+    edit.pop("preset", None)
+    lat, tuned, inv, ctrl, samp = _long_clip_chain(g, ck, vid, edit.pop("source"), edit.pop("target"),
+                                                   tune_steps=edit.pop("tune_steps"), inv_mode=edit.pop("inv_mode"),
+                                                   steps=50, save_name="sd15_long", **edit)
+    _outputs(g, ck, vid, inv, samp, "sd15_long_clip")
+
+
 WORKFLOWS = {
     "toy_word_swap.json": toy_word_swap,
     "toy_refine_local_blend.json": toy_refine_local_blend,
@@ -211,4 +270,34 @@ WORKFLOWS = {
     "toy_reuse_saved.json": toy_reuse_saved,
     "sd15_word_swap.json": sd15_word_swap,
     "sd15_controlnet_word_swap.json": sd15_controlnet_word_swap,
+    "toy_long_clip.json": toy_long_clip,
+    "sd15_long_clip.json": sd15_long_clip,
+}
+
+
+def video_p2p_edit_blueprint(g):
+    """The whole edit as one subgraph: frames, MODEL, CLIP and VAE in; edited frames, reconstruction
+    and attention maps out. The loaders and savers around it only name the subgraph's inputs and
+    outputs; returns the nodes inside and the widgets shown on the subgraph node."""
+    ck = g.add("CheckpointLoaderSimple", 0, widgets={"ckpt_name": "v1-5-pruned-emaonly.safetensors"})
+    vid = g.add("VP2PLoadVideo", 0, widgets={"video": "(none)", "frame_count": 8, "width": 512, "height": 512})
+    first = len(g.nodes) + 1
+    lat, tuned, inv, ctrl, samp = _edit_chain(g, ck, vid, **SD15_EDIT)
+    edited = g.add("VAEDecode", 4, title="Edited frames", samples=(samp, "edited"), vae=(ck, 2))
+    recon = g.add("VAEDecode", 4, title="Reconstruction", samples=(inv, "reconstruction"), vae=(ck, 2))
+    inside = list(range(first, len(g.nodes) + 1))
+    g.add("VP2PSaveVideo", 5, images=(edited, 0))
+    g.add("VP2PSaveVideo", 5, images=(recon, 0))
+    g.add("PreviewImage", 5, title="Attention maps", images=(samp, "attention_maps"))
+    shown = [(ctrl, "source_text"), (ctrl, "target_text"), (ctrl, "preset"), (ctrl, "blend_words"),
+             (ctrl, "cross_replace"), (ctrl, "self_replace"), (tuned, "steps"), (inv, "mode")]
+    return inside, shown
+
+
+# subgraphs/<name>.json: blueprints the editor lists under "Subgraph Blueprints" (ComfyUI 0.3.7x on)
+BLUEPRINTS = {
+    "Video-P2P Edit": (video_p2p_edit_blueprint,
+                       "Video-P2P on SD1.x: frames in, tuned, inverted and edited with prompt-to-prompt "
+                       "control, edited frames out. Set the source prompt (what the clip shows) and the target "
+                       "prompt (the same sentence with the edit); open the node to see the five method nodes."),
 }

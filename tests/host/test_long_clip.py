@@ -160,3 +160,26 @@ def test_limits_name_the_node_and_the_fix(tiny, inflated, length, overlap, frame
         node.execute(model, lat, tl.encode(clip, "a red circle"), tl.encode(clip, ""), 2, CFG, "fast", 1)
     msg = str(e.value)
     assert msg.startswith("Shared Null-Text Invert:") and expect in msg and "Context Windows (Manual)" in msg
+
+
+def test_long_clip_workflow_runs(tmp_path):
+    """workflows/toy_long_clip.json through ComfyUI's executor: core's Context Windows (Manual)
+    node before tuning, inversion and the sampler (a 40-frame clip here, 192 as shipped)."""
+    import os
+    import comfy_host
+    import folder_paths
+    from devkit import REPO, api_of, scale_down
+    prompt = scale_down(api_of(os.path.join(REPO, "workflows", "toy_long_clip.json")),
+                        ["VP2PToyWorldVideo.frames=40"])
+    win = next(n for n in prompt.values() if n["class_type"] == "ContextWindowsManual")["inputs"]
+    assert (win["context_length"], win["context_overlap"]) == (16, 4)
+    old = folder_paths.get_output_directory()
+    folder_paths.set_output_directory(str(tmp_path))
+    try:
+        out = comfy_host.run_prompt(prompt)
+    finally:
+        folder_paths.set_output_directory(old)
+    sampler = next(k for k, n in prompt.items() if n["class_type"] == "VP2PDecoupledSampler")
+    edited, source, maps = out[sampler]
+    assert edited["samples"].shape == (40, 4, 8, 8) and maps.shape[0] == 40
+    assert not torch.equal(edited["samples"], source["samples"])

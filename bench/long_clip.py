@@ -1,0 +1,240 @@
+"""Long clips: quality and cost of editing through core ComfyUI's context windows.
+
+quality (toy world, bench/cases/long_clip.json: 96 and 192 frames at 64 px whose motion crosses
+many windows): the same clip edited
+  windowed        Context Windows (Manual) 16/4 pyramid on the inflated model: tuning on a random
+                  window per step, direct inversion and the edit window by window, frame 0 in every window
+  whole           no windows: the clip as one batch (tuning, inversion and edit)
+  naive-chunks    the clip cut into 16-frame chunks, each inverted and edited alone (its own frame 0),
+                  with the windowed run's tuned model: the baseline that must show seams
+judged by bench/quality.py's oracles (edit success, background PSNR, flicker, two objects' keep
+PSNR) plus the seam metric: background flicker of the frame pairs that straddle a window boundary
+(the seams of the windowed run's windows, and of the chunks for naive-chunks) over the flicker of
+the pairs inside windows (1.0: no seam).
+
+cost: for 16 / 48 / 96 / 192 frames with 16-frame windows (overlap 4): peak memory and seconds
+per frame of tuning, direct inversion and the edit (tiny steps; one subprocess per size so each
+peak is its own). CPU memory is the process's peak RSS (getrusage) above the RSS after the
+model is loaded; the clip's own data (latents, decoded frames, the direct inversion's trajectory)
+is reported as its own column. On CUDA it is torch.cuda.max_memory_allocated.
+
+    python bench/long_clip.py quality [--cases bench/cases/long_clip.json] [--out FILE] [--names ...]
+    python bench/long_clip.py cost [--frames 16 48 96 192] [--steps 4] [--tune-steps 4] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import _common
+
+REPO = _common.REPO
+WINDOW, OVERLAP = 16, 4
+
+
+def windowed(model, length=WINDOW, overlap=OVERLAP, fuse="pyramid"):
+    """core's Context Windows (Manual), as the node makes it."""
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+    out = ContextWindowsManualNode.execute(model, length, overlap, "standard_static", 1, False, fuse, 0)
+    return getattr(out, "result", out)[0]
+
+
+def window_lists(frames, length=WINDOW, overlap=OVERLAP):
+    """The frame indices of core's standard_static windows (what the handler evaluates)."""
+    import comfy.context_windows as cw
+    handler = cw.IndexListContextHandler(cw.get_matching_context_schedule("standard_static"),
+                                         cw.get_matching_fuse_method("flat"), length, overlap)
+    return cw.create_windows_static_standard(frames, handler, {})
+
+
+def seam_pairs(windows, frames):
+    """Frame pairs (t, t+1) that straddle a window boundary: a window starts at t+1 or ends at t."""
+    seams = set()
+    for w in windows:
+        if w[0] > 0:
+            seams.add(w[0] - 1)
+        if w[-1] < frames - 1:
+            seams.add(w[-1])
+    return sorted(seams)
+
+
+def seam_ratio(oracle, ed, bg, seams):
+    """Background flicker across the seams over the flicker inside windows (pairs elsewhere)."""
+    import numpy as np
+    v = ed.astype(np.float32)
+    per = []
+    for t in range(len(v) - 1):
+        m = bg[t] & bg[t + 1]
+        per.append(float(np.abs(v[t + 1] - v[t])[m].mean()) if m.any() else float("nan"))
+    per = np.array(per)
+    inside = np.array([t not in set(seams) for t in range(len(per))])
+    a, b = np.nanmean(per[~inside]), np.nanmean(per[inside])
+    return float(a / b) if b > 0 else float("nan"), float(a), float(b)
+
+
+def quality(args):
+    import torch
+    import quality as q
+    r = q.Runner(args.ckpt, args.threads)
+    cases = q.load_cases(args.cases)
+    if args.names:
+        cases = [c for c in cases if c["name"] in args.names]
+    for c in cases:
+        c.update({k: v for k, v in (("steps", args.steps), ("tune_steps", args.tune_steps)) if v})
+    results = {}
+    for case in cases:
+        video, truth, latent, want = r.prepare(case)
+        frames = latent["samples"].shape[0]
+        spec = r.controller(case)
+        out = {}
+        t0 = time.perf_counter()
+        win_model = windowed(r.inflated())
+        tuned_w = r.tuning(win_model, latent, case)[0]
+        rec, ed_w, secs = r.edit(tuned_w, latent, case, spec, mode="direct-inversion")
+        out["windowed"] = (ed_w, time.perf_counter() - t0, window_lists(frames))
+        t0 = time.perf_counter()
+        tuned = r.tuning(r.inflated(), latent, case)[0]
+        _, ed, _ = r.edit(tuned, latent, case, spec, mode="direct-inversion")
+        out["whole"] = (ed, time.perf_counter() - t0, window_lists(frames))
+        t0 = time.perf_counter()
+        plain = tuned_w.clone()
+        plain.model_options.pop("context_handler", None)
+        chunks = [list(range(s, min(s + WINDOW, frames))) for s in range(0, frames, WINDOW)]
+        parts = []
+        for c in chunks:
+            r.inversions = {}
+            parts.append(r.edit(plain, {"samples": latent["samples"][c]}, case, spec, mode="direct-inversion")[1]
+                         ["samples"])
+        out["naive-chunks"] = ({"samples": torch.cat(parts)}, time.perf_counter() - t0, chunks)
+        r.inversions = {}
+        res = {}
+        for name, (lat, secs, wins) in out.items():
+            ed_u8 = r.decode(lat)
+            m = q.judge(r.oracle, ed_u8, video, truth, want)
+            bg = q.background(r.oracle, ed_u8, truth)
+            ratio, across, inside = seam_ratio(r.oracle, ed_u8, bg, seam_pairs(wins, frames))
+            src_ratio, _, _ = seam_ratio(r.oracle, video, bg, seam_pairs(wins, frames))
+            m.update(seam_ratio=ratio, seam_flicker=across, inside_flicker=inside, input_seam_ratio=src_ratio,
+                     seconds=secs)
+            res[name] = m
+            print(f"  {case['name']:<20} {name:<13} " + " ".join(f"{k} {v:.3g}" for k, v in m.items()), flush=True)
+        results[case["name"]] = {"frames": frames, "results": res}
+    lines = [f"long-clip quality ({args.cases}; steps {cases[0]['steps']}, tune_steps {cases[0]['tune_steps']}, "
+             f"lr {cases[0]['tune_lr']}, direct-inversion, windows {WINDOW}/{OVERLAP} pyramid)",
+             "| case | frames | variant | edit success | bg PSNR | keep PSNR | flicker | seam ratio | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, d in results.items():
+        for v, m in d["results"].items():
+            lines.append(f"| {name} | {d['frames']} | {v} | {m['edit_success']:.3f} | {m['bg_psnr']:.2f} | "
+                         f"{m.get('keep_psnr', float('nan')):.2f} | {m['flicker']:.2f} | {m['seam_ratio']:.2f} | "
+                         f"{m['seconds']:.0f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n\n" + json.dumps(results, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- cost
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cost_one(frames, steps, tune_steps, stage):
+    """One size, one stage, in this process: -> dict of figures."""
+    import torch
+    _, tl = _common.boot()
+    model, clip, _ = _common.tiny_models()
+    infl = tl.host.inflation.inflate(model, True, True, 0, 0)
+    m = windowed(infl) if frames > WINDOW else infl
+    lat = tl.video_latent(frames, 8, 8)
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    cuda = torch.cuda.is_available()
+    base = rss_mb()
+    t, c = time.perf_counter(), time.process_time()
+    with torch.inference_mode():
+        if stage == "tune":
+            tl.host.tuning.tune_on_video(m, lat, cond, steps=tune_steps, lr=1e-4)
+        else:
+            inv, _ = tl.host.inversion.invert_video(m, lat, cond, empty, steps, 7.5, "direct-inversion", 1)
+            if stage == "edit":
+                spec = tl.pack_nodes.edit.VP2PController.execute(
+                    clip, "a red circle", "a blue circle", "swap", 0.2, 0.5, "", "", "circle", 0.3, 0.2,
+                    "cross+temporal (paper)", "").result[0]
+                t, c = time.perf_counter(), time.process_time()
+                tl.host.sampling.decoupled_sample(m, inv, spec, 7.5)
+    secs, cpu = time.perf_counter() - t, time.process_time() - c
+    clip_mb = frames * 4 * 8 * 8 * 4 * (3 + (steps + 1 if stage != "tune" else 0)) / 2 ** 20
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else peak_rss_mb() - base
+    return {"frames": frames, "stage": stage, "seconds": secs, "s_per_frame": secs / frames, "cpu_seconds": cpu,
+            "cpu_s_per_frame": cpu / frames,
+            "peak_mb": peak, "clip_data_mb": clip_mb, "memory": "cuda max allocated" if cuda else "peak RSS - RSS after load"}
+
+
+def cost(args):
+    rows = []
+    for frames in args.frames:
+        for stage in ("tune", "invert", "edit"):
+            cmd = [sys.executable, os.path.abspath(__file__), "_one", str(frames), str(args.steps),
+                   str(args.tune_steps), stage]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+            if res.returncode or not line:
+                raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+            rows.append(json.loads(line[-1]))
+            if args.out:                       # partial tables survive a stopped run
+                with open(args.out + ".jsonl", "a") as f:
+                    f.write(line[-1] + "\n")
+            print(rows[-1], flush=True)
+    lines = [f"long-clip cost (tiny SD1.x UNet, 64 px, windows {WINDOW}/{OVERLAP} from 48 frames on; "
+             f"{args.steps} inversion/edit steps, {args.tune_steps} tuning steps; memory: {rows[0]['memory']}; "
+             f"a 2-core CPU shared with other jobs: times are indicative)",
+             "| frames | stage | wall s | wall s/frame | CPU s | CPU s/frame | peak MB | clip data MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r_ in rows:
+        lines.append(f"| {r_['frames']} | {r_['stage']} | {r_['seconds']:.1f} | {r_['s_per_frame']:.3f} | "
+                     f"{r_['cpu_seconds']:.1f} | {r_['cpu_s_per_frame']:.3f} | {r_['peak_mb']:.0f} | "
+                     f"{r_['clip_data_mb']:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        frames, steps, tune_steps, stage = sys.argv[2:6]
+        print(json.dumps(cost_one(int(frames), int(steps), int(tune_steps), stage)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    qa = sub.add_parser("quality")
+    qa.add_argument("--cases", default=os.path.join(REPO, "bench", "cases", "long_clip.json"))
+    qa.add_argument("--ckpt", default="toy_world_sd1.safetensors")
+    qa.add_argument("--threads", type=int, default=0)
+    qa.add_argument("--names", nargs="*")
+    qa.add_argument("--steps", type=int, help="inversion/edit steps of every case (a short run)")
+    qa.add_argument("--tune-steps", type=int, help="tuning steps of every case")
+    qa.add_argument("--out")
+    ca = sub.add_parser("cost")
+    ca.add_argument("--frames", type=int, nargs="*", default=[16, 48, 96, 192])
+    ca.add_argument("--steps", type=int, default=4)
+    ca.add_argument("--tune-steps", type=int, default=4)
+    ca.add_argument("--out")
+    args = ap.parse_args()
+    (quality if args.cmd == "quality" else cost)(args)
+
+
+if __name__ == "__main__":
+    main()
