@@ -60,3 +60,16 @@ def test_drawn_cases_are_valid_edits(drawn):
             assert c["reweight_words"] == wc and float(c["reweight_scales"]) > 1, c
         video, truth = world.render(spec)
         assert video.shape[0] == spec.frames and len(truth["objects"]) == len(objs)
+
+
+def test_report_gives_edit_success_on_drawable_cases_beside_the_overall():
+    m = lambda ok: {"recon_psnr": 30.0, "edit_success": ok, "bg_psnr": 30.0, "flicker": 0.1,  # noqa: E731
+                    "seconds": 1.0, "invert_seconds": 1.0}
+    results = {"colour-swap-s0-0": {"video-p2p": m(0.5)}, "colour-swap-s0-1": {"video-p2p": m(1.0)},
+               "two-shape-s0-0": {"video-p2p": m(0.0)}}
+    t2i = {"colour-swap-s0-0": 0.9, "colour-swap-s0-1": 0.7, "two-shape-s0-0": 0.8}
+    md = quality.report(results, ["video-p2p"], 3, "x", t2i=t2i)[1]
+    assert "2 cases drawable (rate >= 0.8), mean rate 0.85 there" in md
+    assert "colour-swap 1/2, two-shape 1/1" in md
+    assert "| video-p2p | 0.50 | 0.25 | 0.29 |" in md          # all, drawable, 0.25 / 0.85
+    assert "drawable" not in quality.report(results, ["video-p2p"], 3, "x")[1]
