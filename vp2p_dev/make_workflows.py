@@ -2,12 +2,13 @@
 descriptions, taking widget order and defaults from the live node classes so the files always
 match the nodes. Run after changing a node's inputs:
 
-    .venv/bin/python -m vp2p_dev.make_workflows        # rewrites workflows/*.json
+    .venv/bin/python -m vp2p_dev.make_workflows        # rewrites workflows/*.json and subgraphs/*.json
 """
 from __future__ import annotations
 
 import json
 import os
+import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -213,6 +214,108 @@ def write(name, graph):
     return path
 
 
+def _uuid(*parts):
+    """Stable ids, so regenerating a blueprint changes nothing that did not change."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "comfyui-video-p2p/" + "/".join(map(str, parts))))
+
+
+def _slot_name(text):
+    return "_".join(str(text).lower().replace("-", " ").split())
+
+
+INPUT_ORDER = ("MODEL", "CLIP", "VAE")
+
+
+def subgraph_blueprint(graph, inside, shown, name, description):
+    """A subgraph blueprint (the file format of the editor's "Publish subgraph"): the laid-out graph cut
+    around the nodes `inside`. Links from the other nodes become the subgraph's inputs, links to them its
+    outputs; `shown` [(node id, widget)] are promoted onto the subgraph node."""
+    ui = graph.ui()
+    byid = {n["id"]: n for n in ui["nodes"]}
+    inside = set(inside)
+    ins, outs, links = {}, {}, []              # (node, slot) -> slot record of the subgraph
+    for lid, src, sslot, dst, dslot, typ in ui["links"]:
+        if src in inside and dst in inside:
+            links.append({"id": lid, "origin_id": src, "origin_slot": sslot, "target_id": dst, "target_slot": dslot,
+                          "type": typ})
+        elif dst in inside:
+            n = byid[src]
+            rec = ins.setdefault((src, sslot), {"id": _uuid(name, "in", src, sslot),
+                                                "name": _slot_name(n["outputs"][sslot]["name"]), "type": typ,
+                                                "linkIds": []})
+            rec["linkIds"].append(lid)
+            links.append({"id": lid, "origin_id": -10, "origin_slot": (src, sslot), "target_id": dst,
+                          "target_slot": dslot, "type": typ})
+        elif src in inside:
+            n = byid[src]
+            label = n.get("title") if len(n["outputs"]) == 1 and n.get("title") else n["outputs"][sslot]["name"]
+            rec = outs.setdefault((src, sslot), {"id": _uuid(name, "out", src, sslot), "name": _slot_name(label),
+                                                 "type": typ, "linkIds": []})
+            if not rec["linkIds"]:             # one output per (node, slot), however many nodes read it outside
+                rec["linkIds"].append(lid)
+                links.append({"id": lid, "origin_id": src, "origin_slot": sslot, "target_id": -20,
+                              "target_slot": list(outs).index((src, sslot)), "type": typ})
+    order = sorted(ins, key=lambda k: (INPUT_ORDER.index(ins[k]["type"]) if ins[k]["type"] in INPUT_ORDER
+                                       else len(INPUT_ORDER), list(ins).index(k)))
+    for ln in links:                           # inputs as loaders give them: model, clip, vae, then the rest
+        if ln["origin_id"] == -10:
+            ln["origin_slot"] = order.index(ln["origin_slot"])
+    ins = {k: ins[k] for k in order}
+    kept = {ln["id"] for ln in links}
+    nodes = []
+    for n in ui["nodes"]:
+        if n["id"] in inside:
+            n = json.loads(json.dumps(n))
+            for o in n.get("outputs", []):
+                o["links"] = [lid for lid in o["links"] if lid in kept]
+            nodes.append(n)
+    groups = []
+    for grp in ui["groups"]:
+        x, y, w, h = grp["bounding"]
+        mine = [n for n in nodes if x <= n["pos"][0] < x + w]
+        if mine:
+            left = min(n["pos"][0] for n in mine) - GROUP_PAD
+            right = max(n["pos"][0] + n["size"][0] for n in mine) + GROUP_PAD
+            top = min(n["pos"][1] for n in mine) - TITLE_H - GROUP_TITLE_H
+            bottom = max(n["pos"][1] + n["size"][1] for n in mine) + GROUP_PAD
+            groups.append({**grp, "id": len(groups) + 1, "bounding": [left, top, right - left, bottom - top]})
+    x0 = min(grp["bounding"][0] for grp in groups)
+    x1 = max(grp["bounding"][0] + grp["bounding"][2] for grp in groups)
+    y0 = min(grp["bounding"][1] for grp in groups)
+    sub_id = _uuid(name, "subgraph")
+    definition = {
+        "id": sub_id, "version": 1, "revision": 0, "config": {}, "name": name,
+        "state": {"lastGroupId": len(groups), "lastNodeId": max(byid), "lastLinkId": max(kept), "lastRerouteId": 0},
+        "inputNode": {"id": -10, "bounding": [x0 - 180, y0, 140, 40 + 20 * len(ins)]},
+        "outputNode": {"id": -20, "bounding": [x1 + 40, y0, 180, 40 + 20 * len(outs)]},
+        "inputs": list(ins.values()), "outputs": list(outs.values()), "widgets": [],
+        "nodes": nodes, "groups": groups, "links": links, "extra": {}}
+    node = {"id": 1, "type": sub_id, "pos": [0, 0], "size": [320, 60 + 22 * (len(ins) + len(shown))], "flags": {},
+            "order": 0, "mode": 0,
+            "inputs": [{"name": r["name"], "type": r["type"], "link": None} for r in ins.values()],
+            "outputs": [{"name": r["name"], "type": r["type"], "links": []} for r in outs.values()],
+            "properties": {"proxyWidgets": [[str(i), w] for i, w in shown]}, "widgets_values": []}
+    return {"id": _uuid(name, "blueprint"), "revision": 0, "last_node_id": 1, "last_link_id": 0, "nodes": [node],
+            "links": [], "groups": [], "definitions": {"subgraphs": [definition]}, "config": {},
+            "extra": {"BlueprintDescription": description}, "version": 0.4}
+
+
+def build_blueprints(classes):
+    """subgraphs/<name>.json, which ComfyUI 0.3.7x serves to the editor from a pack's subgraphs/ folder."""
+    from .workflow_specs import BLUEPRINTS
+    os.makedirs(os.path.join(REPO, "subgraphs"), exist_ok=True)
+    out = []
+    for name, (fn, description) in BLUEPRINTS.items():
+        g = Graph(classes)
+        inside, shown = fn(g)
+        path = os.path.join(REPO, "subgraphs", f"{name}.json")
+        with open(path, "w") as f:
+            json.dump(subgraph_blueprint(g, inside, shown, name, description), f, indent=1)
+            f.write("\n")
+        out.append(path)
+    return out
+
+
 def build_all(classes):
     from .workflow_specs import WORKFLOWS
     out = []
@@ -227,7 +330,7 @@ def main():
     from . import comfy_host
     comfy_host.boot(threads=1)
     import nodes
-    for p in build_all(nodes.NODE_CLASS_MAPPINGS):
+    for p in build_all(nodes.NODE_CLASS_MAPPINGS) + build_blueprints(nodes.NODE_CLASS_MAPPINGS):
         print(os.path.relpath(p, REPO))
 
 

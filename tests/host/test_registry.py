@@ -117,7 +117,7 @@ def test_pyproject_has_what_the_registry_reads():
 def test_the_archive_holds_the_runtime_and_nothing_else(shipped):
     names = set(shipped)
     for need in ("__init__.py", "nodes/video.py", "vp2p_host/compat.py", "vp2p_core/attention.py",
-                 "web/vp2p.js", "web/docs/VP2PLoadVideo.md", "workflows/toy_word_swap.json",
+                 "web/vp2p.js", "web/docs/VP2PLoadVideo.md", "workflows/toy_word_swap.json", "subgraphs/Video-P2P Edit.json",
                  "models/toy_world/toy_world_sd1.safetensors", "requirements.txt", "pyproject.toml", "LICENSE"):
         assert need in names, need
     for folder in ("tests/", "bench/", "scripts/", "vp2p_dev/", "docs/", ".ci/"):

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -465,6 +466,62 @@ def test_queue_n_walks_a_folder_of_clips(browser, tmp_path):
     assert all(h["status"]["status_str"] == "success" for h in runs.values())
     assert d.execute_script("return app.graph._nodes.find(n => n.type === 'VP2PLoadVideo')"
                             ".widgets.find(w => w.name === 'clip_index').value;") == 3
+
+
+BLUEPRINT = "Video-P2P Edit"
+PINIA = "document.getElementById('vue-app').__vue_app__.config.globalProperties.$pinia._s"
+# what the editor does when the blueprint is picked from the node library or the search box
+DROP_BLUEPRINT = "const store = " + PINIA + """.get('subgraph');
+const def = store.subgraphBlueprints.find(b => b.display_name === arguments[0]);
+const bp = store.getBlueprint(def.name);
+const node = app.canvas._deserializeItems({nodes: bp.nodes, subgraphs: bp.definitions.subgraphs},
+                                          {position: [400, 300]}).nodes.values().next().value;
+return {category: def.category, module: def.python_module, title: node.title,
+        inputs: node.inputs.map(i => i.name), outputs: node.outputs.map(o => o.name),
+        inside: node.subgraph.nodes.map(n => n.type), groups: node.subgraph.groups.map(g => g.title),
+        widgets: node.widgets.map(w => [w.name, w.value])};"""
+
+
+def test_subgraph_blueprint_loads_in_the_editor(browser):
+    """subgraphs/Video-P2P Edit.json: the host serves it, the editor lists it as a node of the pack, and
+    dropped on the canvas it is one node with the whole edit inside, whose prompt is the edit's nodes."""
+    d, srv = browser
+    try:
+        entries = srv.get_json("/global_subgraphs")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
+        pytest.skip(f"ComfyUI {comfy_host.leg()} has no subgraph blueprints (GET /global_subgraphs: 404); "
+                    "they arrived in 0.3.7x, where this test loads the pack's blueprint")
+    ours = [(k, e) for k, e in entries.items() if e["name"] == BLUEPRINT]
+    assert len(ours) == 1 and ours[0][1]["info"]["node_pack"] == f"custom_nodes.{comfy_host.PACK_DIRNAME}"
+    with open(os.path.join(REPO, "subgraphs", f"{BLUEPRINT}.json"), encoding="utf-8") as f:
+        shipped = json.load(f)
+    assert json.loads(srv.get_json(f"/global_subgraphs/{ours[0][0]}")["data"]) == shipped
+    wait_for(d, f"{PINIA}.get('subgraph').subgraphBlueprints.some(b => b.display_name === {json.dumps(BLUEPRINT)})",
+             30, "the blueprint in the editor's node library")
+    d.execute_script("app.graph.clear();")
+    got = d.execute_script(DROP_BLUEPRINT, BLUEPRINT)
+    assert got["category"] == "Subgraph Blueprints" and got["module"] == f"custom_nodes.{comfy_host.PACK_DIRNAME}"
+    assert got["title"] == BLUEPRINT
+    assert got["inputs"] == ["model", "clip", "vae", "frames"]
+    assert got["outputs"] == ["edited_frames", "reconstruction", "attention_maps"]
+    method = ["VP2PInflateT2SModel", "VP2PController", "VP2PTuneOnVideo", "VP2PSharedNullTextInvert",
+              "VP2PDecoupledSampler"]
+    assert all(got["inside"].count(t) == 1 for t in method) and got["inside"].count("VAEDecode") == 2
+    assert got["groups"][0].startswith("1. Load") and got["groups"][-1].startswith("5.")
+    widgets = dict(got["widgets"])                 # the controller's prompts are on the subgraph node
+    ctrl = next(n for n in shipped["definitions"]["subgraphs"][0]["nodes"] if n["type"] == "VP2PController")
+    assert widgets[f"{ctrl['id']}: source_text"] == ctrl["widgets_values"][0] == "a man riding a bike"
+    # the prompt the editor would queue is the edit's own nodes, wired inside the subgraph
+    prompt = d.execute_script("return app.graphToPrompt().then(p => p.output);")
+    types = sorted(n["class_type"] for n in prompt.values())
+    assert types == sorted(got["inside"])
+    by_type = {n["class_type"]: (k, n) for k, n in prompt.items()}
+    assert by_type["VP2PDecoupledSampler"][1]["inputs"]["model"][0] == by_type["VP2PTuneOnVideo"][0]
+    assert by_type["VP2PDecoupledSampler"][1]["inputs"]["inversion"][0] == by_type["VP2PSharedNullTextInvert"][0]
+    d.execute_script("app.canvas.setDirty(true, true);")
+    d.save_screenshot(os.path.join(SHOTS, "subgraph_blueprint.png"))
+    d.execute_script("app.graph.clear();")
 
 
 def test_no_errors_in_the_browser_console(browser):
