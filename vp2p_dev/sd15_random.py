@@ -4,7 +4,7 @@ Checkpoint detects as SD1.5, and a Canny-style ControlNet of SD1.5's architectur
 are noise (seeded, fan-in scaled, fp16 to keep the files small): they exercise the loaders, the
 shapes and the memory of a real SD1.5 run, not its pictures.
 
-Built once per cache folder (about 2.9 GB) and reused: `ensure(cache_dir)`."""
+Built once per cache folder (about 2.9 GB) and reused: `ensure(cache_dir)` (tests/host/test_user_install.py)."""
 from __future__ import annotations
 
 import os
