@@ -70,7 +70,7 @@ class VP2PTuneOnVideo(io.ComfyNode):
                 io.Float.Input("learning_rate", default=3e-5, min=1e-8, max=1.0, step=1e-6, round=False,
                                tooltip=
                                "AdamW learning rate (paper: 3e-5, set for SD1.5). A much smaller model may need "
-                               "more: the toy model's loss barely moves at 3e-5 in 100 steps (README, Benchmarks)."),
+                               "more: the toy model's loss barely moves at 3e-5 in 100 steps (docs/benchmarks.md)."),
                 io.Int.Input("seed", default=33, min=0, max=0xffffffffffffffff, tooltip=
                     "Seed of the timesteps and noise drawn for training (paper: 33)."),
                 io.String.Input("save_name", default="", tooltip=

@@ -147,7 +147,7 @@ def toy_reuse_saved(g):
         g.add("VP2PSaveVideo", 4, widgets={"filename_prefix": f"video_p2p/toy_reuse_{i}"}, images=(dec, 0))
 
 
-# the official edit config of the SD1.5 examples (see the preset table in the README)
+# the official edit config of the SD1.5 examples (see the preset table in docs/editing.md)
 SD15_EDIT = dict(source="a man riding a bike", target="a man riding a motorbike", tune_steps=300,
                  inv_mode="direct-inversion", blend_words="bike, motorbike", reweight_words="motorbike",
                  reweight_scales="2", preset="swap + reweight + blend (official)")
