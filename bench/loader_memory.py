@@ -8,8 +8,9 @@ copy that is resized, and the output batch. The sources are H.264 clips written 
 a temporary folder (a 4000x4000 clip and a long 1080p one; ultrafast preset, so making them
 takes most of the run).
 
-    python bench/loader_memory.py                 # the figures quoted in docs/reliability.md
-    python bench/loader_memory.py --long-frames 240 --big-frames 32   # a quicker run
+    python bench/loader_memory.py                 # bench/results/loader_memory.txt (~10 min on 2 busy cores)
+    python bench/loader_memory.py --big-frames 16 --long-frames 48 --stride 4 --full-size-frames 4
+                                                  # quicker, with the old full-size-first way for comparison
 """
 import argparse
 import json
@@ -36,7 +37,7 @@ def make_clip(path, frames, w, h, fps=24):
         vs.options = {"preset": "ultrafast", "crf": "30"}
         for i in range(frames):
             x = np.empty((h, w, 3), np.uint8)
-            x[..., 0] = base + i * 3
+            x[..., 0] = base + np.uint8(i * 3 % 256)
             x[..., 1] = np.roll(base, 4 * i, axis=1)
             x[..., 2] = 128
             out.mux(vs.encode(av.VideoFrame.from_ndarray(x, format="rgb24")))
@@ -55,8 +56,13 @@ def child(args):
 
     before = rss()
     t = time.perf_counter()
-    images, fps, _ = video_io.read_file(args.src, args.start, args.count, args.stride, with_audio=False,
-                                        size=(args.width, args.height, 8, "crop"))
+    size = (args.width, args.height, 8, "crop")
+    if args.full_size:      # how the loader worked before: decode the frames at full size, then resize
+        images, fps, _ = video_io.read_file(args.src, args.start, args.count, args.stride, with_audio=False)
+        images = video_io.resize(images, *size)
+    else:
+        images, fps, _ = video_io.read_file(args.src, args.start, args.count, args.stride, with_audio=False,
+                                            size=size)
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024      # KiB on Linux
     out = images.numel() * images.element_size()
@@ -64,9 +70,9 @@ def child(args):
                       "peak_over_baseline": peak - before, "seconds": seconds}))
 
 
-def measure(src, start, count, stride, width, height):
+def measure(src, start, count, stride, width, height, full_size=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", src, str(start), str(count), str(stride),
-           str(width), str(height)]
+           str(width), str(height)] + (["--full-size"] if full_size else [])
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -78,12 +84,17 @@ def main():
     ap.add_argument("--long-frames", type=int, default=720, help="frames of the 1080p source (default 720 = 30 s)")
     ap.add_argument("--stride", type=int, default=12, help="stride for the long source (default 12)")
     ap.add_argument("--size", type=int, default=512, help="output width = height (default 512)")
+    ap.add_argument("--full-size-frames", type=int, default=0, help=
+                    "also load this many frames of the square source the way the loader did before (all at full "
+                    "size, then resized), for comparison (default 0 = skip; 16 frames of 4000x4000 need ~5 GB)")
+    ap.add_argument("--full-size", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=6, metavar=("SRC", "START", "COUNT", "STRIDE", "W", "H"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         src, *nums = a.child
         start, count, stride, w, h = map(int, nums)
-        child(argparse.Namespace(src=src, start=start, count=count, stride=stride, width=w, height=h))
+        child(argparse.Namespace(src=src, start=start, count=count, stride=stride, width=w, height=h,
+                                 full_size=a.full_size))
         return
     with tempfile.TemporaryDirectory(prefix="vp2p_loader_mem_") as d:
         big = os.path.join(d, "big.mp4")
@@ -98,10 +109,12 @@ def main():
               "output = the IMAGE batch's bytes (float32)")
         print(f"{'source':<28} {'load':<34} {'output MB':>9} {'peak MB':>8} {'peak/output':>11} "
               f"{'peak-1.5x out MB':>16} {'s':>5}")
-        cases = [(big, f"{a.big}x{a.big}", 0, 16, 1), (big, f"{a.big}x{a.big}", 0, a.big_frames, 1),
-                 (long, f"1080p x {a.long_frames}", 0, 0, a.stride)]
-        for src, name, start, count, stride in cases:
-            r = measure(src, start, count, stride, a.size, a.size)
+        cases = [(big, f"{a.big}x{a.big}", 0, 16, 1, False), (big, f"{a.big}x{a.big}", 0, a.big_frames, 1, False),
+                 (long, f"1080p x {a.long_frames}", 0, 0, a.stride, False)]
+        if a.full_size_frames:
+            cases.append((big, f"{a.big}x{a.big}, full size first", 0, a.full_size_frames, 1, True))
+        for src, name, start, count, stride, full_size in cases:
+            r = measure(src, start, count, stride, a.size, a.size, full_size)
             out, peak = r["output_bytes"] / MB, r["peak_over_baseline"] / MB
             load = f"{r['frames']} frames (count {count or 'all'}, stride {stride}) -> {a.size}x{a.size}"
             print(f"{name:<28} {load:<34} {out:>9.1f} {peak:>8.1f} {peak / out:>11.2f} {peak - 1.5 * out:>16.1f} "

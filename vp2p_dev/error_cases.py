@@ -92,6 +92,23 @@ def load_inversion(ctx, name):
     }
 
 
+def controller(ctx, source, target, **inputs):
+    """tiny checkpoint -> P2P Controller -> (its target/source conditionings) KSampler -> SaveLatent."""
+    base = {"clip": ["1", 1], "source_text": source, "target_text": target, "mode": "swap", "cross_replace": 0.2,
+            "self_replace": 0.5, "reweight_words": "", "reweight_scales": "", "blend_words": "",
+            "blend_threshold": 0.3, "blend_start": 0.2, "controlled_layers": "cross+temporal (paper)", "map_words": ""}
+    return {
+        "1": {"class_type": "VP2PLoadSmallCheckpoint", "inputs": {"ckpt_name": ctx.ckpt}},
+        "2": {"class_type": "VP2PController", "inputs": dict(base, **inputs)},
+        "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "KSampler", "inputs": {"model": ["1", 0], "positive": ["2", 2], "negative": ["2", 1],
+                                                   "latent_image": ["4", 0], "seed": 0, "steps": 1, "cfg": 7.5,
+                                                   "sampler_name": "ddim", "scheduler": "ddim_uniform",
+                                                   "denoise": 1.0}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["5", 0], "filename_prefix": "vp2p_test/err"}},
+    }
+
+
 # --------------------------------------------------------------------------- damaged files
 def store_copy(ctx, src, name):
     """A copy of a real saved file in output/video_p2p/ under `name`; returns its path."""
@@ -205,6 +222,30 @@ CASES = [
     Case("tune-save-outside", "Tune On Video", "save_name climbs out of the output folder", "queue",
          "Tune On Video: save_name '../../../tuned' points outside ComfyUI's output folder ('..'): use a "
          "relative prefix such as 'tuning'.", lambda ctx: tune(ctx, "../../../tuned")),
+    # ----------------------------------------------------------------- P2P Controller
+    Case("controller-swap-lengths", "P2P Controller", "mode swap with prompts of different word counts", "run",
+         "P2P Controller: swap needs the same number of words in both prompts (3 vs 4: 'a red circle' / 'a big red "
+         "circle'); use mode 'refine' to add or remove words.",
+         lambda ctx: controller(ctx, "a red circle", "a big red circle")),
+    Case("controller-reweight-unknown", "P2P Controller", "reweight_words names a word of neither prompt", "run",
+         "P2P Controller: reweight word 'zebra' is not in the prompt 'a red circle'.",
+         lambda ctx: controller(ctx, "a red circle", "a red circle", mode="reweight", reweight_words="zebra")),
+    Case("controller-reweight-scales", "P2P Controller", "more reweight_scales than reweight_words", "run",
+         "P2P Controller: 3 reweight scales for 2 reweight words: give one scale, or one per word.",
+         lambda ctx: controller(ctx, "a red circle", "a red circle", mode="reweight", reweight_words="red, circle",
+                                reweight_scales="1, 2, 3")),
+    Case("controller-blend-unknown", "P2P Controller", "blend_words names a word of neither prompt", "run",
+         "P2P Controller: blend word(s) ['square'] appear in neither prompt; use words of the prompts.",
+         lambda ctx: controller(ctx, "a red circle", "a blue circle", blend_words="square")),
+    Case("controller-blend-threshold-1", "P2P Controller", "blend_threshold 1 with blend_words", "run",
+         "P2P Controller: blend_threshold 1 masks nothing (the blend words' attention is scaled to a maximum of 1 "
+         "and must exceed the threshold), so every frame would stay the source: use a value below 1 (the "
+         "reference's is 0.3), or clear blend_words for no blend.",
+         lambda ctx: controller(ctx, "a red circle", "a blue circle", blend_words="circle", blend_threshold=1.0)),
+    Case("controller-combo", "P2P Controller", "a combo value the node does not offer (e.g. edited in an API "
+         "prompt)", "queue", "controlled_layers must be one of cross+temporal (paper), cross+temporal+frame, cross "
+         "only, cross+frame (got 'cross+temporal')",
+         lambda ctx: controller(ctx, "a red circle", "a blue circle", controlled_layers="cross+temporal")),
     # ----------------------------------------------------------------- Load Video
     Case("video-missing", "Load Video (VP2P)", "path names a file that does not exist", "run",
          "Load Video (VP2P): '…nope.mp4' does not exist: check the path (videos are looked up in ComfyUI's input "

@@ -3,8 +3,9 @@ IMAGE batches [F,H,W,3] in 0..1 and audio as ComfyUI AUDIO ({"waveform": [1,C,S]
 
 Reading decodes only the frames asked for (start, stride, count) and the audio of the same
 time span, resizing each frame as it is decoded into one preallocated batch (FrameSink), so
-memory follows the output frames, not the source's resolution or length; writing produces what browsers and core's SaveVideo produce: H.264 in yuv420p with
-AAC audio and the workflow as mp4 metadata tags."""
+memory follows the output frames, not the source's resolution or length. Writing produces what
+browsers and core's SaveVideo produce: H.264 in yuv420p with AAC audio and the workflow as mp4
+metadata tags."""
 from __future__ import annotations
 
 import json
