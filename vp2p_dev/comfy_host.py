@@ -222,7 +222,8 @@ class ComfyServer:
         cmd += self.extra_args
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
+        # start-up takes ~20 s on an idle machine; VP2P_SERVER_START_S allows more on a loaded one
+        deadline = time.time() + float(os.environ.get("VP2P_SERVER_START_S", 120))
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI server exited with {self.proc.returncode}; log: {self.log_path}")
@@ -231,7 +232,7 @@ class ComfyServer:
                 return self
             except Exception:
                 time.sleep(0.3)
-        raise RuntimeError("ComfyUI server did not come up in 120 s")
+        raise RuntimeError(f"ComfyUI server did not come up in {os.environ.get('VP2P_SERVER_START_S', 120)} s")
 
     def __exit__(self, *exc):
         if self.proc and self.proc.poll() is None:
