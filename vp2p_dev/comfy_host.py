@@ -222,7 +222,7 @@ class ComfyServer:
         cmd += self.extra_args
         self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        # start-up takes ~20 s on an idle machine; VP2P_SERVER_START_S allows more on a loaded one
+        # VP2P_SERVER_START_S: more time for the start-up on a loaded machine
         deadline = time.time() + float(os.environ.get("VP2P_SERVER_START_S", 120))
         while time.time() < deadline:
             if self.proc.poll() is not None:
