@@ -9,6 +9,9 @@ inversion steps with 2 inner iterations, one torch thread per worker):
      the rows' own seconds summed
   3. memory per actor: each worker's peak resident memory (the results file's peak_rss_mb)
 
+Beside wall seconds, each row's CPU seconds (the worker process's own CPU time, which other
+load on the machine barely changes) are reported.
+
     python bench/batch.py [--out bench/results/batch.txt]
 """
 import argparse
@@ -56,6 +59,10 @@ def secs(recs):
     return ", ".join(f"{r['seconds']:.1f}" for r in recs)
 
 
+def cpu(recs):
+    return ", ".join(f"{r['cpu_seconds']:.1f}" for r in recs)
+
+
 def rows_per_minute(recs):
     span = max(r["finished"] for r in recs) - min(r["finished"] - r["seconds"] for r in recs)
     return 60.0 * len(recs) / span
@@ -81,7 +88,7 @@ def main():
             mem[r["worker"]] = max(mem.get(r["worker"], 0), r["peak_rss_mb"])
         lines.append(f"Ray, {n} actor(s): {len(recs)} rows, {rates[n]:.2f} rows/min (rows only), command wall "
                      f"{wall:.1f} s (with Ray and ComfyUI start-up); row seconds "
-                     f"{secs(recs)}; peak memory per actor "
+                     f"{secs(recs)} (CPU seconds {cpu(recs)}); peak memory per actor "
                      f"{', '.join(f'{v:.0f}' for v in mem.values())} MiB")
     lines.append(f"2 actors / 1 actor: {rates[2] / rates[1]:.2f}x rows per minute")
     three = manifest(os.path.join(work, "three.jsonl"), [
@@ -89,12 +96,14 @@ def main():
     sums = {}
     for label, extra in (("reuse", ()), ("no reuse", ("--no-reuse",))):
         wall, recs = run(three, os.path.join(work, label.replace(" ", "_")), *extra)
-        sums[label] = sum(r["seconds"] for r in recs)
-        lines.append(f"one clip, 3 targets, serial, {label}: rows {secs(recs)} s "
-                     f"(sum {sums[label]:.1f} s; reused {[r['reused'] for r in recs]}); command wall {wall:.1f} s")
-    saved = sums["no reuse"] - sums["reuse"]
-    lines.append(f"reuse saves {saved:.1f} s of {sums['no reuse']:.1f} s ({100 * saved / sums['no reuse']:.0f}%) "
-                 "on 3 targets of one clip")
+        sums[label] = (sum(r["seconds"] for r in recs), sum(r["cpu_seconds"] for r in recs))
+        lines.append(f"one clip, 3 targets, serial, {label}: rows {secs(recs)} s, CPU {cpu(recs)} s "
+                     f"(sums {sums[label][0]:.1f} s, CPU {sums[label][1]:.1f} s; reused "
+                     f"{[r['reused'] for r in recs]}); command wall {wall:.1f} s")
+    for k, what in ((0, "row seconds"), (1, "CPU seconds")):
+        saved = sums["no reuse"][k] - sums["reuse"][k]
+        lines.append(f"reuse saves {saved:.1f} of {sums['no reuse'][k]:.1f} {what} "
+                     f"({100 * saved / sums['no reuse'][k]:.0f}%) on 3 targets of one clip")
     lines.append("load average (1/5/15 min) at the end: " + " ".join(f"{v:.1f}" for v in os.getloadavg()) +
                  " (other processes on the machine slow every figure)")
     text = "\n".join(lines) + "\n"

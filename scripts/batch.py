@@ -1,5 +1,7 @@
-"""Edit many clips with one workflow: each row of a manifest runs through a headless ComfyUI with
-this pack loaded (the executor of scripts/run_workflow.py), serially or on a Ray cluster.
+"""Edit many clips with one workflow, serially or on a Ray cluster.
+
+Each row of a manifest runs through a headless ComfyUI with this pack loaded (the executor of
+scripts/run_workflow.py).
 
     python scripts/batch.py workflows/toy_word_swap.json clips.csv --out runs/toy
     python scripts/batch.py my_workflow.json clips.jsonl --out /shared/edits --ray auto
@@ -257,15 +259,15 @@ class Executor:
         os.makedirs(staging)
         self.folder_paths.set_output_directory(staging)
         self.cache.events.clear()
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         try:
             with run_workflow.watch(on_node, on_progress):
                 comfy_host.run_prompt(job["prompt"], client_id="vp2p_batch", executor=self.executor)
-            return self._stamp(self._deliver(job, staging, start))
+            return self._stamp(self._deliver(job, staging, start), cpu)
         except Exception as e:     # ComfyUI rejected the prompt, a node failed, the files could not move
             text = str(e).split("\n")[0].strip() if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
             return self._stamp(record(job["row"], job["name"], "failed", seconds=time.time() - start,
-                                      error=text, key=job["key"], worker=self.worker))
+                                      error=text, key=job["key"], worker=self.worker), cpu)
         finally:
             self.folder_paths.set_output_directory(self.output_before)
             shutil.rmtree(staging, ignore_errors=True)
@@ -289,11 +291,13 @@ class Executor:
         return rec
 
     @staticmethod
-    def _stamp(rec):
-        """When the row ended, and the worker's peak memory so far (resident, MiB)."""
+    def _stamp(rec, cpu0):
+        """When the row ended, the CPU seconds the worker spent on it (its own cost, whatever else
+        runs on the machine) and the worker's peak memory so far (resident, MiB)."""
         import resource
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        return {**rec, "finished": round(time.time(), 3), "peak_rss_mb": round(rss, 1)}
+        return {**rec, "cpu_seconds": round(time.process_time() - cpu0, 3), "finished": round(time.time(), 3),
+                "peak_rss_mb": round(rss, 1)}
 
 
 def place(src: str, dst: str):

@@ -143,8 +143,11 @@ def test_ray_two_actors_one_killed_same_outputs(toy, serial):
                 return w
         return None
 
+    # Ray starts its workers at niceness 15: on a busy machine they would wait for every other
+    # process; at 0 they run as the serial batch does
+    env = {**os.environ, "RAY_worker_niceness": "0"}
     proc = subprocess.Popen(_command(workflow, manifest, out, "--ray", "--num-cpus", "2", "--actors", "2"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         victim = _wait(proc, busy_worker, 600, "a worker in the middle of a row")
         os.kill(victim["pid"], signal.SIGKILL)
