@@ -249,8 +249,7 @@ def tuning_payload(tuned) -> tuple[dict, dict]:
 
 def save_tuning(tuned, save_name: str) -> str:
     """Write the trained tensors + metadata under output/video_p2p/; returns the file path."""
-    meta = dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
-    path = store.save(save_name, tuning_state_dict(tuned), meta, default="tuning", input_name="save_name")
+    path = store.save(save_name, *tuning_payload(tuned), default="tuning", input_name="save_name")
     log.info("saved tuning to %s", path)
     return path
 
