@@ -54,7 +54,8 @@ MODES = {
     "direct-inversion": InversionMode(
         "empty", "1", True, True,
         "no optimisation; the source branch is put back on the inversion trajectory after every step "
-        "(PnP Inversion), so it reconstructs the video exactly while the target edits (as "
+        "(PnP Inversion): its reconstruction is the video's own inversion trajectory by construction, "
+        "so it reproduces the input whatever the model (the target still edits; as "
         "cheap as plain DDIM inversion; edits as null-text's on the toy benchmark)."),
     "null-text": InversionMode(
         "optimised", "cfg", False, True,
