@@ -198,12 +198,11 @@ class Graph:
     def ui(self):
         groups = self._layout()
         nodes = [{k: v for k, v in n.items() if k != "_col"} for n in self.nodes]
-        x1 = max(g["bounding"][0] + g["bounding"][2] for g in groups)
-        y1 = max(g["bounding"][1] + g["bounding"][3] for g in groups)
-        scale = round(min(1.0, 1800 / (x1 + 40), 950 / (y1 + 40)), 3)     # the whole graph in a 1080p editor
+        # opens on the first stages (the Note, the inputs, the prompts) at a zoom where the editor still
+        # draws text and widgets (below ~0.6 it switches to its low-detail rendering)
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": nodes,
                 "links": self.links, "groups": groups, "config": {},
-                "extra": {"ds": {"scale": scale, "offset": [0, 0]}}, "version": 0.4}
+                "extra": {"ds": {"scale": 0.7, "offset": [0, 0]}}, "version": 0.4}
 
 
 def write(name, graph):

@@ -216,8 +216,9 @@ def test_alignment_preview_live(browser):
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(Keys.DELETE)
     box.send_keys("a big green circle on a striped gray background")
-    text = wait_preview(d, "error", "the swap-length error")
-    assert "refine" in text and "9" in text
+    # (the preview also shows the emptied box's error on the way: wait for the typed prompt's)
+    text = wait_preview(d, "tgt a big green circle on a striped gray background", "the typed target")
+    assert "error" in text and "refine" in text and "9" in text
     d.save_screenshot(os.path.join(SHOTS, "alignment_error.png"))
 
     set_widgets(d, {"mode": "refine", "blend_words": "circle"})
