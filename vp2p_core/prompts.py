@@ -86,7 +86,6 @@ class EditSettings:
     target_text: str
     mode: str = "swap"
     cross_replace: float = 0.2
-    word_windows: str = ""
     self_replace: float = 0.5
     reweight_words: str = ""
     reweight_scales: str = ""
@@ -97,6 +96,7 @@ class EditSettings:
     map_words: str = ""
     preset: str = CUSTOM
     blend_maps: str = BLEND_BOTH
+    word_windows: str = ""
 
 
 def resolve_preset(settings: EditSettings) -> tuple[EditSettings, str | None]:
@@ -141,6 +141,16 @@ def parse_scales(s: str, n: int) -> list[float]:
     try:
         vals = [float(v) for v in parse_words(s)]
     except ValueError:
+        fail("reweight_scales must be numbers, e.g. '2' or '2, 0.5'.")
+    if not vals:
+        return [1.0] * n
+    if len(vals) == 1:
+        return vals * n
+    if len(vals) != n:
+        fail(f"{len(vals)} reweight scales for {n} reweight words: give one scale, or one per word.")
+    return vals
+
+
 # Per-word cross-attention windows (prompt-to-prompt's dict form of cross_replace_steps): a word of
 # the target prompt gets its own window, every other token keeps cross_replace. At a step, a token
 # whose window is open takes the edited (source-derived) attention column, the others the target's
@@ -186,16 +196,6 @@ def word_window_tokens(encode, target_text: str, s: str) -> list[tuple[list[int]
                  "target word's attention, so name a word of the target prompt (for a swap, the new word).")
         out.append((toks, win))
     return out
-
-
-        fail("reweight_scales must be numbers, e.g. '2' or '2, 0.5'.")
-    if not vals:
-        return [1.0] * n
-    if len(vals) == 1:
-        return vals * n
-    if len(vals) != n:
-        fail(f"{len(vals)} reweight scales for {n} reweight words: give one scale, or one per word.")
-    return vals
 
 
 def default_map_words(source_text: str, target_text: str) -> list[str]:
@@ -315,9 +315,19 @@ def preview(encode, body: dict) -> dict:
         settings, base_mode = resolve_preset(settings)     # what a preset turns the widgets into
         if base_mode is not None:
             label = f"{base_mode}+reweight ({settings.preset})"
+        mode, words = settings.mode, parse_words(settings.reweight_words)
+        scales = parse_scales(settings.reweight_scales, len(words)) if mode == "reweight" and words else \
+            [float(s) for s in parse_words(settings.reweight_scales) or ["1"]]
+    except (PromptError, ValueError) as e:
+        return {"ok": False, "error": str(e) if isinstance(e, PromptError) else
+                "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
+    out = sa.describe(encode, settings.source_text, settings.target_text, mode, words,
+                      parse_words(settings.blend_words), scales)
+    if label is not None:
+        out["mode"] = label
     if out["ok"]:
         _preview_windows(encode, settings, out)
-        mode, words = settings.mode, parse_words(settings.reweight_words)
+    return out
 
 
 def _preview_windows(encode, settings: EditSettings, out: dict):
@@ -336,13 +346,3 @@ def _preview_windows(encode, settings: EditSettings, out: dict):
         hit = [own[p] for p in range(pos, pos + len(ids)) if p in own]
         if hit:
             entry["window"] = hit[-1]
-        scales = parse_scales(settings.reweight_scales, len(words)) if mode == "reweight" and words else \
-            [float(s) for s in parse_words(settings.reweight_scales) or ["1"]]
-    except (PromptError, ValueError) as e:
-        return {"ok": False, "error": str(e) if isinstance(e, PromptError) else
-                "reweight_scales must be numbers, e.g. '2' or '2, 0.5'"}
-    out = sa.describe(encode, settings.source_text, settings.target_text, mode, words,
-                      parse_words(settings.blend_words), scales)
-    if label is not None:
-        out["mode"] = label
-    return out
