@@ -90,7 +90,8 @@ def test_presets_carry_the_official_configs(tiny):
     # blend_maps are optional widgets after them whose defaults are the widgets as set and the
     # reference's local blend
     assert [i.id for i in inputs if not i.optional][-1] == "map_words"
-    assert [i.id for i in inputs if i.optional] == ["previous", "preset", "blend_maps"]
+    assert [i.id for i in inputs if i.optional] == ["previous", "preset", "blend_maps", "word_windows"]
+    assert by_id["word_windows"].default == ""          # no per-word windows: the edit as before
     assert by_id["blend_maps"].default == by_id["blend_maps"].options[0] == tl.core.prompts.BLEND_BOTH
     assert "blend_maps must be one of" in node.validate_inputs(blend_maps="target")
     assert by_id["mode"].options == ["swap", "refine", "reweight"]
@@ -99,7 +100,7 @@ def test_presets_carry_the_official_configs(tiny):
     # as the editor gets it (object_info): the same order and options
     types = node.INPUT_TYPES()
     assert list(types["required"])[-1] == "map_words" and \
-        list(types["optional"]) == ["previous", "preset", "blend_maps"]
+        list(types["optional"]) == ["previous", "preset", "blend_maps", "word_windows"]
     assert types["required"]["mode"] == ("COMBO", types["required"]["mode"][1])
     assert types["optional"]["preset"][1]["options"][0] == "custom"
     assert types["optional"]["preset"][1]["default"] == "custom"
