@@ -14,11 +14,16 @@ from vp2p_core.sampling import guided_ddim, two_branch_ddim
 from vp2p_core.schedule import ddim_step, ddim_uniform
 
 
+VOCAB = {}
+
+
 def encode(text):
-    """A word-level stand-in for a CLIP tokenizer: one id per word (two for 'motorbike')."""
+    """A word-level stand-in for a CLIP tokenizer: one id per word (two for 'motorbike'), distinct
+    for distinct words (str hash() is salted per process and could make two words collide)."""
     ids = []
     for w in text.replace(",", " ").split():
-        ids += [hash(w) % 1000, 1000 + hash(w) % 1000] if w == "motorbike" else [hash(w) % 1000]
+        i = VOCAB.setdefault(w, len(VOCAB) + 1)
+        ids += [i, 1000 + i] if w == "motorbike" else [i]
     return ids
 
 
