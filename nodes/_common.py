@@ -42,12 +42,13 @@ def check_options(node, **values):
     value against its options only for V1 definitions; the V3 combos of the supported versions
     (0.3.52 to 0.3.7x) reach the node unchecked, so the nodes check them here, before anything
     runs, as before. A value that comes from a link (None while validating) is not checked."""
-    inputs = {i.id: i for i in node.define_schema().inputs}     # (the executor's class clone is locked)
+    schema = node.define_schema()                               # (the executor's class clone is locked)
+    inputs = {i.id: i for i in schema.inputs}
     for name, value in values.items():
         options = inputs[name].options
         if value is not None and value not in options:
             shown = ", ".join(map(str, options[:20])) + (" ..." if len(options) > 20 else "")
-            return f"{name} must be one of {shown} (got {value!r})"
+            return f"{schema.display_name}: {name} must be one of {shown} (got {value!r})"
     return True
 
 

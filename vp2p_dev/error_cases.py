@@ -243,7 +243,7 @@ CASES = [
          "reference's is 0.3), or clear blend_words for no blend.",
          lambda ctx: controller(ctx, "a red circle", "a blue circle", blend_words="circle", blend_threshold=1.0)),
     Case("controller-combo", "P2P Controller", "a combo value the node does not offer (e.g. edited in an API "
-         "prompt)", "queue", "controlled_layers must be one of cross+temporal (paper), cross+temporal+frame, cross "
+         "prompt)", "queue", "P2P Controller: controlled_layers must be one of cross+temporal (paper), cross+temporal+frame, cross "
          "only, cross+frame (got 'cross+temporal')",
          lambda ctx: controller(ctx, "a red circle", "a blue circle", controlled_layers="cross+temporal")),
     # ----------------------------------------------------------------- Load Video
