@@ -11,12 +11,13 @@ from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_option
 CONTROLLER = "P2P Controller"
 SAMPLER = "Decoupled Sampler"
 GUIDER = "Decoupled Guider"
-PRESET_HELP = ("custom: the widgets as set. The others apply an official Video-P2P edit config: the swap or "
-               "refine alignment wrapped in a reweight (x2) of the changed words, a local blend on them "
-               "(threshold 0.3 from 20% of the steps), windows cross 0.2 / self 0.5 (hard edit: 0.8 / 0.7, "
-               "swap or refine by word count). They override mode and the windows; reweight_words, "
-               "blend_words and reweight_scales are kept where set (set blend_words to the object's noun "
-               "for the tightest mask).")
+PRESET_HELP = ("custom: the widgets as set. The others carry one official Video-P2P edit config's numbers (see "
+               "docs/editing.md): the swap or refine alignment wrapped in a reweight of the target's new words, "
+               "windows cross 0.2 / self 0.5 and a local blend (threshold 0.3 from 20% of the steps) on the swapped "
+               "words (word swap: new word x2; strong: x4) or on the object noun in both prompts (add an attribute: "
+               "the added word x2; strong: x4); style: cross 0.8 / self 0.7, no blend, the new words x5 then x2. "
+               "They override mode and the windows; reweight_words, reweight_scales and blend_words are kept "
+               "where set.")
 BLEND_MAPS_HELP = ("Which branch's attention marks the local blend for a blend word that both prompts have: both "
                    "(prompt-to-prompt's union), or the source's alone (read on the input video: a tighter mask "
                    "that repaints less background, but the edited object cannot grow past the source one). A "
@@ -93,8 +94,8 @@ class VP2PController(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, mode=None, controlled_layers=None, preset=None, blend_maps=None):
-        return check_options(cls, mode=mode, controlled_layers=controlled_layers, preset=preset,
-                             blend_maps=blend_maps)
+        return check_options(cls, mode=mode, controlled_layers=controlled_layers, blend_maps=blend_maps,
+                             preset=legacy.preset_value(preset))
 
     @classmethod
     @named(CONTROLLER)

@@ -9,6 +9,7 @@ import logging
 from comfy_api.v0_0_2 import io
 
 from ..vp2p_core.inversion import MODES
+from ..vp2p_core.prompts import OLD_PRESET_NAMES
 
 log = logging.getLogger("video-p2p")
 
@@ -48,3 +49,10 @@ def branch_batching_input():
         "Kept for saved workflows; every value gives the same edit: ComfyUI's sampler "
         "evaluates the source branch, then the target branch (each with its unconditional "
         "half, batched by ComfyUI's calc_cond_batch), caching the source attention.")
+
+
+# ---------------------------------------------------------------- P2P Controller: preset
+def preset_value(preset):
+    """Today's preset for a value that earlier versions saved (the old names of the presets, which the
+    combo no longer lists); core's resolve_preset reads the same table when it builds the edit."""
+    return OLD_PRESET_NAMES.get(preset, preset)

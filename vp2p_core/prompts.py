@@ -35,20 +35,43 @@ LAYER_CHOICES = {
 PAPER_LAYERS = "cross+temporal (paper)"
 
 
-# Presets carry the settings of the official Video-P2P edit configs: every official edit wraps
-# its swap/refine controller in a reweight of the edited word(s) and adds a local blend on the
-# edited object; windows are cross 0.2 / self 0.5, or cross 0.8 / self 0.7 for hard edits (shape
-# changes). A preset overrides mode, cross_replace, self_replace, blend_threshold and
-# blend_start; reweight_words / blend_words / reweight_scales keep what you typed and, where
-# empty, default to the words that differ between the prompts (scale 2).
+# Presets carry the numbers of the official Video-P2P edit configs (configs/*-p2p.yaml), each
+# named after what it does. Every official edit wraps its swap/refine controller in a reweight of
+# the new word(s); the blend marks the swapped words (word swaps), the object noun in both prompts
+# (an added attribute), or nothing (a style). A preset overrides mode, the windows and the blend's
+# threshold/start; reweight_words, reweight_scales and blend_words keep what you typed.
 CUSTOM = "custom"
+
+
+@dataclass(frozen=True)
+class Preset:
+    base: str                    # the alignment under the reweight: "swap" or "refine"
+    cross_replace: float
+    self_replace: float
+    scales: tuple[float, ...]    # the 1st, 2nd, ... new word's scale (the last one repeats)
+    blend: str                   # "changed": the swapped words; "object": the noun the added words
+    #                              describe, in both prompts; "none": no blend
+    official: str                # the official config(s) whose numbers these are
+
+
 PRESETS = {
     CUSTOM: None,
-    "swap + reweight + blend (official)": {"mode": "swap", "cross_replace": 0.2, "self_replace": 0.5},
-    "refine + reweight + blend (official)": {"mode": "refine", "cross_replace": 0.2, "self_replace": 0.5},
-    "hard edit: cross 0.8 / self 0.7": {"mode": "auto", "cross_replace": 0.8, "self_replace": 0.7},
+    "word swap (car-drive)": Preset("swap", 0.2, 0.5, (2.0,), "changed", "car-drive"),
+    "word swap, strong reweight (man-motor)": Preset("swap", 0.2, 0.5, (4.0,), "changed", "man-motor"),
+    "add an attribute (rabbit-jump, tiger-forest)": Preset("refine", 0.2, 0.5, (2.0,), "object",
+                                                            "rabbit-jump, tiger-forest"),
+    "add an attribute, strong (penguin-run)": Preset("refine", 0.2, 0.5, (4.0,), "object", "penguin-run"),
+    "style, no blend (bird-forest)": Preset("refine", 0.8, 0.7, (5.0, 2.0), "none", "bird-forest"),
 }
-PRESET_COMMON = {"reweight_scales": "2", "blend_threshold": 0.3, "blend_start": 0.2}
+BLEND_THRESHOLD, BLEND_START = 0.3, 0.2      # the official LocalBlend's
+# names earlier versions saved -> today's preset (the hard edit's 0.8 / 0.7 windows are the style config's)
+OLD_PRESET_NAMES = {
+    "swap + reweight + blend (official)": "word swap (car-drive)",
+    "refine + reweight + blend (official)": "add an attribute (rabbit-jump, tiger-forest)",
+    "hard edit: cross 0.8 / self 0.7": "style, no blend (bird-forest)",
+}
+# words a preset never reweights or blends on its own ("children drawing of a bird": children, drawing)
+FUNCTION_WORDS = frozenset("a an the of on in at to and with by for from is are was its his her their".split())
 
 
 # Where the local blend reads a blend word's map. prompt-to-prompt's rule is the union of both
@@ -99,36 +122,63 @@ class EditSettings:
     word_windows: str = ""
 
 
+def preset_named(name: str | None) -> str:
+    """Today's name of a preset value, also one that an earlier version saved."""
+    name = name or CUSTOM
+    name = OLD_PRESET_NAMES.get(name, name)
+    if name not in PRESETS:
+        fail(f"unknown preset {name!r}; use one of: {', '.join(PRESETS)}.")
+    return name
+
+
+def _object_noun(source_text: str, target_text: str, added: list[str]) -> str | None:
+    """The word an added attribute describes: the first word after the added ones that the source
+    also has ("a origami rabbit jumping" -> rabbit)."""
+    strip = lambda w: w.strip(",.;:!?\"'")  # noqa: E731
+    src = {strip(w) for w in sa.split_words(source_text)}
+    words = [strip(w) for w in sa.split_words(target_text)]
+    last = max((i for i, w in enumerate(words) if w in added), default=None)
+    if last is None:
+        return None
+    return next((w for w in words[last + 1:] if w in src and w.lower() not in FUNCTION_WORDS), None)
+
+
 def resolve_preset(settings: EditSettings) -> tuple[EditSettings, str | None]:
     """-> (the settings a preset turns these into, base mode swap/refine); unchanged and None for
     'custom'. A preset's settings have mode 'reweight' on top of the base mode. The editor
     preview uses the same function."""
-    preset = settings.preset or CUSTOM
-    if preset not in PRESETS:
-        fail(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}.")
+    preset = preset_named(settings.preset)
     p = PRESETS[preset]
     if p is None:
-        return settings, None
+        return replace(settings, preset=preset), None
     source_text, target_text = settings.source_text, settings.target_text
     n_src, n_tgt = len(sa.split_words(source_text)), len(sa.split_words(target_text))
-    base = p["mode"] if p["mode"] != "auto" else ("swap" if n_src == n_tgt else "refine")
-    if base == "swap" and n_src != n_tgt:
-        fail(f"preset '{preset}' swaps words, but the prompts have {n_src} and {n_tgt} words: use the "
-                   "refine preset to add or remove words.")
+    if p.base == "swap" and n_src != n_tgt:
+        fail(f"preset '{preset}' swaps words, but the prompts have {n_src} and {n_tgt} words: use a "
+             "refine preset (add an attribute, or style) to add or remove words.")
     src_changed, tgt_changed = sa.changed_words(source_text, target_text)
-    reweight_words = (settings.reweight_words or "").strip()
-    if not reweight_words and not tgt_changed:
-        fail(f"preset '{preset}' reweights the target's new words, but no word of the target is new: "
-                   "set reweight_words, or use preset 'custom'.")
-    out = replace(settings, mode="reweight", cross_replace=p["cross_replace"], self_replace=p["self_replace"],
-                  blend_threshold=PRESET_COMMON["blend_threshold"], blend_start=PRESET_COMMON["blend_start"])
+    content = lambda ws: [w for w in ws if w.lower() not in FUNCTION_WORDS]  # noqa: E731
+    reweight_words = (settings.reweight_words or "").strip() or ", ".join(dict.fromkeys(content(tgt_changed)))
     if not reweight_words:
-        out = replace(out, reweight_words=", ".join(tgt_changed))
-    if not (settings.reweight_scales or "").strip():
-        out = replace(out, reweight_scales=PRESET_COMMON["reweight_scales"])
-    if not (settings.blend_words or "").strip():
-        out = replace(out, blend_words=", ".join(dict.fromkeys(src_changed + tgt_changed)))
-    return out, base
+        fail(f"preset '{preset}' reweights the target's new words, but no word of the target is new: "
+             "set reweight_words, or use preset 'custom'.")
+    scales = (settings.reweight_scales or "").strip()
+    if not scales:
+        n = len(parse_words(reweight_words))
+        scales = ", ".join(f"{p.scales[min(i, len(p.scales) - 1)]:g}" for i in range(n))
+    blend_words = (settings.blend_words or "").strip()
+    if not blend_words and p.blend == "changed":
+        blend_words = ", ".join(dict.fromkeys(content(src_changed) + content(tgt_changed)))
+    elif not blend_words and p.blend == "object":
+        noun = _object_noun(source_text, target_text, tgt_changed)
+        if noun is None:
+            fail(f"preset '{preset}' blends on the noun the added words describe, but no word after them is in "
+                 "both prompts: set blend_words to the object's noun.")
+        blend_words = noun
+    out = replace(settings, preset=preset, mode="reweight", cross_replace=p.cross_replace,
+                  self_replace=p.self_replace, blend_threshold=BLEND_THRESHOLD, blend_start=BLEND_START,
+                  reweight_words=reweight_words, reweight_scales=scales, blend_words=blend_words)
+    return out, p.base
 
 
 def parse_words(s: str) -> list[str]:

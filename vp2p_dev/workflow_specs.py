@@ -150,7 +150,7 @@ def toy_reuse_saved(g):
 # the official edit config of the SD1.5 examples (see the preset table in docs/editing.md)
 SD15_EDIT = dict(source="a man riding a bike", target="a man riding a motorbike", tune_steps=300,
                  inv_mode="direct-inversion", blend_words="bike, motorbike", reweight_words="motorbike",
-                 reweight_scales="2", preset="swap + reweight + blend (official)")
+                 reweight_scales="2", preset="word swap (car-drive)")
 
 
 def _sd15_inputs(g, note, frame_count=8):
@@ -167,10 +167,12 @@ def sd15_word_swap(g):
             "Load Checkpoint: any SD1.x checkpoint. Load Video (VP2P): put the clip in ComfyUI's input folder "
             "(or set path); 8 frames at 512x512 as in the paper. Tune On Video: 300-500 steps (lr 3e-5). "
             "Shared Null-Text Invert: 50 steps, cfg 7.5; mode 'direct-inversion' (exact source, no "
-            "optimisation; 'null-text' is the paper's, ~10x slower). P2P Controller: preset 'swap + reweight "
-            "+ blend (official)' = the word swap wrapped in a x2 reweight of the new word ('motorbike') and a "
-            "local blend on 'bike, motorbike', cross_replace 0.2 / self_replace 0.5; for shape changes pick "
-            "the preset 'hard edit' (0.8 / 0.7), for added words the refine preset. Needs a GPU (~20 GB in "
+            "optimisation; 'null-text' is the paper's, ~10x slower). P2P Controller: preset 'word swap "
+            "(car-drive)' = the official car-drive config: the word swap wrapped in a x2 reweight of the new word "
+            "('motorbike') and a local blend on 'bike, motorbike', cross_replace 0.2 / self_replace 0.5; for "
+            "'man -> Spider-Man' take the strong reweight (x4), for an added attribute ('a origami rabbit') an "
+            "'add an attribute' preset, for a style ('children drawing of ...') the style preset (0.8 / 0.7). "
+            "Needs a GPU (~20 GB in "
             "fp32 for 8 frames; fp16 and gradient checkpointing lower that). Save the tuning and the "
             "inversion to try more targets cheaply (see toy_reuse_saved).")
     ck, vid = _sd15_inputs(g, note)

@@ -75,12 +75,65 @@ def test_blend_words(tiny):
         .controller.local_blend.threshold == 0.95
 
 
-PRESET_SWAP = "swap + reweight + blend (official)"
-PRESET_REFINE = "refine + reweight + blend (official)"
-PRESET_HARD = "hard edit: cross 0.8 / self 0.7"
+PRESET_SWAP = "word swap (car-drive)"
+PRESET_SWAP_STRONG = "word swap, strong reweight (man-motor)"
+PRESET_REFINE = "add an attribute (rabbit-jump, tiger-forest)"
+PRESET_REFINE_STRONG = "add an attribute, strong (penguin-run)"
+PRESET_STYLE = "style, no blend (bird-forest)"
+# The official Video-P2P edit configs (configs/*-p2p.yaml), written in from the configs: prompts,
+# alignment, windows (cross, self), reweighted words and their scales, blend words (source, target).
+OFFICIAL = {
+    PRESET_SWAP: ("a car is moving on the road", "a car is moving on the railway", "swap", (0.2, 0.5),
+                  {"railway": 2.0}, (["road"], ["railway"])),
+    PRESET_SWAP_STRONG: ("a man is driving a motorbike in the forest",
+                         "a Spider-Man is driving a motorbike in the forest", "swap", (0.2, 0.5),
+                         {"Spider-Man": 4.0}, (["man"], ["Spider-Man"])),
+    PRESET_REFINE: ("a rabbit is jumping on the grass", "a origami rabbit is jumping on the grass", "refine",
+                    (0.2, 0.5), {"origami": 2.0}, (["rabbit"], ["rabbit"])),
+    PRESET_REFINE_STRONG: ("a penguin is running on the ice", "a crochet penguin is running on the ice", "refine",
+                           (0.2, 0.5), {"crochet": 4.0}, (["penguin"], ["penguin"])),
+    PRESET_STYLE: ("a bird is flying in the forest", "children drawing of a bird is flying in the forest",
+                   "refine", (0.8, 0.7), {"children": 5.0, "drawing": 2.0}, None),
+}
+OLD_PRESETS = {"swap + reweight + blend (official)": PRESET_SWAP,
+               "refine + reweight + blend (official)": PRESET_REFINE,
+               "hard edit: cross 0.8 / self 0.7": PRESET_STYLE}
 
 
-def test_presets_carry_the_official_configs(tiny):
+def test_presets_match_the_official_edit_configs(tiny):
+    clip = tiny[1]
+    vc, sa = tl.core.control, tl.core.seq_aligner
+    enc = tl.host.text.clip_encoder(clip)
+    assert set(tl.core.prompts.PRESETS) == {"custom", *OFFICIAL}
+    for preset, (src, tgt, base, windows, scales, blend) in OFFICIAL.items():
+        c = build(clip, src, tgt, "swap", cross_replace=0.6, self_replace=0.1, preset=preset)[0].controller
+        assert isinstance(c, vc.AttentionReweight), preset
+        assert isinstance(c.prev, vc.AttentionReplace if base == "swap" else vc.AttentionRefine), preset
+        assert (c.cross_window, c.self_window) == ((0.0, windows[0]), (0.0, windows[1])), preset
+        want = torch.ones_like(c.equalizer)
+        for word, scale in scales.items():
+            want[sa.token_indices(enc, tgt, word)] = scale
+        assert torch.equal(c.equalizer, want), preset
+        if blend is None:
+            assert c.local_blend is None, preset
+        else:
+            lb = c.local_blend
+            assert (lb.threshold, lb.start) == (0.3, 0.2), preset
+            # the positions the mask reads (a word may be found in both prompts: "man" in "Spider-Man")
+            assert set(lb.src_tokens) == {t for w in blend[0] for t in sa.token_indices(enc, src, w)}, preset
+            assert set(lb.tgt_tokens) == {t for w in blend[1] for t in sa.token_indices(enc, tgt, w)}, preset
+    # workflows saved with the old preset names load and get today's preset of the same config
+    node = tl.pack_nodes.edit.VP2PController
+    for old, new in OLD_PRESETS.items():
+        assert node.validate_inputs(preset=old) is True
+        src, tgt = OFFICIAL[new][:2]
+        a = build(clip, src, tgt, preset=old)[0].controller
+        b = build(clip, src, tgt, preset=new)[0].controller
+        assert torch.equal(a.equalizer, b.equalizer) and a.cross_window == b.cross_window
+    assert "preset must be one of" in node.validate_inputs(preset="hard edit")
+
+
+def test_preset_and_optional_inputs_keep_saved_workflows_loading(tiny):
     clip = tiny[1]
     vc, sa = tl.core.control, tl.core.seq_aligner
     node = tl.pack_nodes.edit.VP2PController
@@ -96,7 +149,7 @@ def test_presets_carry_the_official_configs(tiny):
     assert "blend_maps must be one of" in node.validate_inputs(blend_maps="target")
     assert by_id["mode"].options == ["swap", "refine", "reweight"]
     assert by_id["preset"].options[0] == "custom" and by_id["preset"].default == "custom"
-    assert set(by_id["preset"].options) == {"custom", PRESET_SWAP, PRESET_REFINE, PRESET_HARD}
+    assert set(by_id["preset"].options) == {"custom", *OFFICIAL}
     # as the editor gets it (object_info): the same order and options
     types = node.INPUT_TYPES()
     assert list(types["required"])[-1] == "map_words" and \
@@ -105,32 +158,15 @@ def test_presets_carry_the_official_configs(tiny):
     assert types["optional"]["preset"][1]["options"][0] == "custom"
     assert types["optional"]["preset"][1]["default"] == "custom"
     src, tgt = "a man riding a bike", "a man riding a motorbike"
-    # swap + reweight + blend: widgets for mode/windows are overridden, empty words default to the changed ones
+    # a preset overrides the widgets for mode/windows; what you typed is kept
     spec, _, _ = build(clip, src, tgt, "refine", cross_replace=0.6, self_replace=0.1, preset=PRESET_SWAP)
-    c = spec.controller
-    assert isinstance(c, vc.AttentionReweight) and isinstance(c.prev, vc.AttentionReplace)
-    assert c.cross_window == (0.0, 0.2) and c.self_window == (0.0, 0.5) and spec.mode == "swap+reweight"
+    assert spec.mode == "swap+reweight" and spec.controller.cross_window == (0.0, 0.2)
     enc = tl.host.text.clip_encoder(clip)
-    moto = sa.token_indices(enc, tgt, "motorbike")
-    assert torch.equal(c.equalizer[moto], torch.full((len(moto),), 2.0)) and (c.equalizer != 1).sum() == len(moto)
-    lb = c.local_blend
-    assert lb.threshold == 0.3 and lb.start == 0.2
-    assert lb.src_tokens == sa.token_indices(enc, src, "bike") and lb.tgt_tokens == moto
-    # what you typed is kept
     spec, _, _ = build(clip, src, tgt, preset=PRESET_SWAP, blend_words="man", reweight_scales="4")
     assert spec.controller.local_blend.src_tokens == sa.token_indices(enc, src, "man")
     assert float(spec.controller.equalizer.max()) == 4.0
-    # refine + reweight + blend: the added word is reweighted and blended
-    spec, _, _ = build(clip, "a rabbit jumping", "a origami rabbit jumping", preset=PRESET_REFINE)
-    c = spec.controller
-    assert isinstance(c.prev, vc.AttentionRefine) and c.local_blend.tgt_tokens == \
-        sa.token_indices(enc, "a origami rabbit jumping", "origami")
-    # hard edit: long windows, swap or refine by word count
-    spec, _, _ = build(clip, src, tgt, preset=PRESET_HARD)
-    assert spec.controller.cross_window == (0.0, 0.8) and spec.controller.self_window == (0.0, 0.7)
-    assert isinstance(spec.controller.prev, vc.AttentionReplace)
-    spec, _, _ = build(clip, "a rabbit jumping", "a origami rabbit jumping", preset=PRESET_HARD)
-    assert isinstance(spec.controller.prev, vc.AttentionRefine)
+    with pytest.raises(tl.InputError, match="set blend_words to the object's noun"):
+        build(clip, "a rabbit", "a rabbit origami", preset=PRESET_REFINE)
     # custom = exactly the widgets as set
     a = build(clip, src, tgt, "swap", cross_replace=0.3, self_replace=0.6, blend_words="bike")[0].controller
     b = build(clip, src, tgt, "swap", cross_replace=0.3, self_replace=0.6, blend_words="bike",
