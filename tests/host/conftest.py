@@ -62,3 +62,27 @@ def prompts(tiny):
 def inflated(tiny):
     """The tiny model inflated, its temporal attention set as if tuned (not the identity)."""
     return devkit.trained_like_inflation(tiny[0])
+
+
+# Run on the first ComfyUI leg of `scripts/test.sh` only: they check the benchmark scripts and the
+# toy model's own accuracy, which do not depend on the ComfyUI version and are the slowest files.
+# test.sh sets VP2P_REPEAT_LEG=1 for its later legs; run a leg by itself and they run there too.
+FIRST_LEG_ONLY = ("test_bench.py", "test_toy_model.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("VP2P_REPEAT_LEG") != "1":
+        return
+    keep = [i for i in items if os.path.basename(str(i.fspath)) not in FIRST_LEG_ONLY]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        config._vp2p_first_leg_only = len(dropped)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_vp2p_first_leg_only", 0)
+    if n:
+        terminalreporter.write_line(f"[vp2p] {n} tests of {', '.join(FIRST_LEG_ONLY)} ran on the first ComfyUI "
+                                    "leg only (version-independent); deselected on this one")
