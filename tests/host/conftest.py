@@ -41,6 +41,20 @@ def output_dir(tmp_path_factory):
 
 
 @pytest.fixture()
+def indir(tmp_path):
+    """ComfyUI's input folder pointed at a fresh temporary folder (a Path) for one test."""
+    import folder_paths
+    old = folder_paths.get_input_directory()
+    d = tmp_path / "input"
+    d.mkdir()
+    folder_paths.set_input_directory(str(d))
+    try:
+        yield d
+    finally:
+        folder_paths.set_input_directory(old)
+
+
+@pytest.fixture()
 def outdir(tmp_path):
     """ComfyUI's output folder pointed at a fresh temporary folder for one test."""
     import folder_paths

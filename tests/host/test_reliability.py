@@ -28,20 +28,6 @@ def write_clip(path, frames=6, h=48, w=64, shade=0):
     return path
 
 
-@pytest.fixture()
-def indir(tmp_path):
-    """ComfyUI's input folder pointed at a fresh temporary folder for one test."""
-    import folder_paths
-    old = folder_paths.get_input_directory()
-    d = tmp_path / "input"
-    d.mkdir()
-    folder_paths.set_input_directory(str(d))
-    try:
-        yield str(d)
-    finally:
-        folder_paths.set_input_directory(old)
-
-
 @pytest.fixture(scope="module")
 def saved(tiny, tmp_path_factory):
     """(tuning path, inversion path): real files of the tiny checkpoint, saved by the pack."""
@@ -65,7 +51,7 @@ def saved(tiny, tmp_path_factory):
 
 @pytest.fixture()
 def ctx(tmp_path, outdir, indir, tiny_ckpt, saved):
-    return error_cases.Ctx(tmp=str(tmp_path), outdir=outdir, indir=indir, ckpt=tiny_ckpt, tuning=saved[0],
+    return error_cases.Ctx(tmp=str(tmp_path), outdir=outdir, indir=str(indir), ckpt=tiny_ckpt, tuning=saved[0],
                            inversion=saved[1], clip=write_clip)
 
 

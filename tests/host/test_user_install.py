@@ -70,6 +70,17 @@ def _prompt(srv, path, info):
     return workflow_api.ui_to_api(ui, classes)
 
 
+def assert_saved_files(server, hist, saves):
+    """Every save node of the prompt reported files, and each is on disk and not empty."""
+    for k in saves:
+        files = [f for group in hist["outputs"][k].values() if isinstance(group, list)
+                 for f in group if isinstance(f, dict) and "filename" in f]
+        assert files, hist["outputs"][k]
+        for f in files:
+            p = os.path.join(server.out_dir, f.get("subfolder", ""), f["filename"])
+            assert os.path.getsize(p) > 0, p
+
+
 def test_the_clone_is_what_the_server_loaded(fresh_server):
     info = fresh_server.get_json("/object_info")
     for name in comfy_host.PACK_NODES:
@@ -104,13 +115,7 @@ def test_toy_workflow_through_the_http_api(fresh_server, name):
     assert hist["status"]["status_str"] == "success", hist["status"]
     saves = [k for k, n in prompt.items() if n["class_type"] == "VP2PSaveVideo"]
     assert saves
-    for k in saves:
-        files = [f for group in hist["outputs"][k].values() if isinstance(group, list)
-                 for f in group if isinstance(f, dict) and "filename" in f]
-        assert files, hist["outputs"][k]
-        for f in files:
-            p = os.path.join(fresh_server.out_dir, f.get("subfolder", ""), f["filename"])
-            assert os.path.getsize(p) > 0, p
+    assert_saved_files(fresh_server, hist, saves)
 
 
 # every SD1.5 example, run on random-initialised files of SD1.5's exact architecture (built once,
@@ -188,13 +193,7 @@ def test_sd15_workflow_through_the_http_api(fresh_server, sd15_files, name):
     assert "execution_success" in events and "execution_interrupted" not in events, events
     saves = [k for k, n in prompt.items() if n["class_type"] in ("VP2PSaveVideo", "SaveImage")]
     assert saves
-    for k in saves:
-        files = [f for group in hist["outputs"][k].values() if isinstance(group, list)
-                 for f in group if isinstance(f, dict) and "filename" in f]
-        assert files, hist["outputs"][k]
-        for f in files:
-            p = os.path.join(fresh_server.out_dir, f.get("subfolder", ""), f["filename"])
-            assert os.path.getsize(p) > 0, p
+    assert_saved_files(fresh_server, hist, saves)
     tuned = [n["inputs"]["save_name"] for n in prompt.values()
              if n["class_type"] == "VP2PTuneOnVideo" and n["inputs"].get("save_name")]
     for save_name in tuned:         # the tuning of the full-size UNet was written

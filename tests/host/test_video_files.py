@@ -46,20 +46,6 @@ def assert_same_sound(audio, seconds, tol_s=0.08):
         assert abs(dominant_hz(wave[0, ch].float().numpy(), audio["sample_rate"]) - f) < 5, (ch, f)
 
 
-@pytest.fixture()
-def indir(tmp_path):
-    """ComfyUI's input folder pointed at a fresh temporary folder for one test."""
-    import folder_paths
-    old = folder_paths.get_input_directory()
-    d = tmp_path / "input"
-    d.mkdir()
-    folder_paths.set_input_directory(str(d))
-    try:
-        yield d
-    finally:
-        folder_paths.set_input_directory(old)
-
-
 def save_node(prompt=None, extra_pnginfo=None):
     """Save Video (VP2P) as ComfyUI's executor runs it: a clone of the class holding the hidden inputs."""
     from comfy_api.v0_0_2 import io
