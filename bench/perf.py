@@ -28,7 +28,7 @@ def main():
     a = ap.parse_args()
     q = a.quick
     parts = [
-        ("control overhead", ["bench_edit.py", "--frames", "8", "32", "--steps", "4" if q else "10",
+        ("control overhead", ["bench_edit.py", "--frames", "8", *([] if q else ["32"]), "--steps", "4" if q else "10",
                               "--repeat", "1" if q else "3"]),
         ("ComfyUI's sampler vs the previous own loop", ["bench_edit.py", "--own-loop", "--frames", "8",
                                                          *([] if q else ["32"]), "--steps", "4" if q else "10",
