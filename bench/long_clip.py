@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -36,6 +35,15 @@ import _common
 REPO = _common.REPO
 WINDOW, OVERLAP = 16, 4
 
+
+
+def write_table(lines, out, extra=""):
+    """Print a result table and, with --out, write it (then `extra`) to that file."""
+    text = "\n".join(lines)
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text + "\n" + extra)
 
 def windowed(model, length=WINDOW, overlap=OVERLAP, fuse="pyramid"):
     """core's Context Windows (Manual), as the node makes it."""
@@ -133,21 +141,13 @@ def quality(args):
             lines.append(f"| {name} | {d['frames']} | {v} | {m['edit_success']:.3f} | {m['bg_psnr']:.2f} | "
                          f"{m.get('keep_psnr', float('nan')):.2f} | {m['flicker']:.2f} | {m['seam_ratio']:.2f} | "
                          f"{m['seconds']:.0f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n\n" + json.dumps(results, indent=1) + "\n")
+    write_table(lines, args.out, "\n" + json.dumps(results, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- cost
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-
-
-def peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cost_one(frames, steps, tune_steps, stage):
@@ -175,7 +175,7 @@ def cost_one(frames, steps, tune_steps, stage):
                 tl.host.sampling.decoupled_sample(m, inv, spec, 7.5)
     secs, cpu = time.perf_counter() - t, time.process_time() - c
     clip_mb = frames * 4 * 8 * 8 * 4 * (3 + (steps + 1 if stage != "tune" else 0)) / 2 ** 20
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else peak_rss_mb() - base
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else _common.peak_rss_mb() - base
     return {"frames": frames, "stage": stage, "seconds": secs, "s_per_frame": secs / frames, "cpu_seconds": cpu,
             "cpu_s_per_frame": cpu / frames,
             "peak_mb": peak, "clip_data_mb": clip_mb, "memory": "cuda max allocated" if cuda else "peak RSS - RSS after load"}
@@ -205,11 +205,7 @@ def cost(args):
         lines.append(f"| {r_['frames']} | {r_['stage']} | {r_['seconds']:.1f} | {r_['s_per_frame']:.3f} | "
                      f"{r_['cpu_seconds']:.1f} | {r_['cpu_s_per_frame']:.3f} | {r_['peak_mb']:.0f} | "
                      f"{r_['clip_data_mb']:.2f} |")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    write_table(lines, args.out)
 
 
 def main():

@@ -20,33 +20,30 @@ def test_index_and_help_pages_are_up_to_date(host):
     assert all(f"(../web/docs/{n}.md)" in index for n in ids)
 
 
-def test_a_changed_definition_makes_them_stale(host, monkeypatch):
-    """The check compares with what the definitions give now (so it cannot pass on old files)."""
+def _stale_with(monkeypatch, node_id, **changes):
+    """node_table.stale() while one node's live schema has `changes`."""
     nodes = node_table.pack_nodes()
-    cls = dict(nodes)["VP2PSideBySide"]
+    cls = dict(nodes)[node_id]
     define = cls.define_schema
 
     def changed(c):
         schema = define()
-        schema.description = "changed"
+        for k, v in changes.items():
+            setattr(schema, k, v)
         return schema
     monkeypatch.setattr(cls, "define_schema", classmethod(changed))
-    bad = node_table.stale(nodes)
+    return node_table.stale(nodes)
+
+
+def test_a_changed_definition_makes_them_stale(host, monkeypatch):
+    """The check compares with what the definitions give now (so it cannot pass on old files)."""
+    bad = _stale_with(monkeypatch, "VP2PSideBySide", description="changed")
     assert "docs/nodes.md" in bad and "web/docs/VP2PSideBySide.md" in bad and len(bad) == 2
 
 
 def test_a_renamed_node_breaks_the_readme_link(host, monkeypatch):
     """The README's hand-written node table is checked against the live display names."""
-    nodes = node_table.pack_nodes()
-    cls = dict(nodes)["VP2PController"]
-    define = cls.define_schema
-
-    def renamed(c):
-        schema = define()
-        schema.display_name = "P2P Controller (renamed)"
-        return schema
-    monkeypatch.setattr(cls, "define_schema", classmethod(renamed))
-    bad = node_table.stale(nodes)
+    bad = _stale_with(monkeypatch, "VP2PController", display_name="P2P Controller (renamed)")
     assert any(b.startswith("README.md (node links") and "[P2P Controller](web/docs/VP2PController.md)" in b
                for b in bad), bad
 
