@@ -13,13 +13,16 @@ PSNR) plus the seam metric: background flicker of the frame pairs that straddle 
 the pairs inside windows (1.0: no seam).
 
 cost: for 16 / 48 / 96 / 192 frames with 16-frame windows (overlap 4): peak memory and seconds
-per frame of tuning, direct inversion and the edit (tiny steps; one subprocess per size so each
-peak is its own). CPU memory is the process's peak RSS (getrusage) above the RSS after the
-model is loaded; the clip's own data (latents, decoded frames, the direct inversion's trajectory)
-is reported as its own column. On CUDA it is torch.cuda.max_memory_allocated.
+per frame of tuning, direct inversion and the edit, in CPU seconds (process time) too, and per
+UNet row (the windows evaluate the overlaps twice and a guest frame 0 per window); tiny steps, one
+subprocess per size and stage. CPU memory is the stage's peak RSS (the kernel's VmHWM, reset after
+the model is loaded and again before the edit) above the RSS after the model is loaded; the clip's
+own data (latents, decoded frames, the direct inversion's trajectory) is its own column. On CUDA
+it is torch.cuda.max_memory_allocated.
 
     python bench/long_clip.py quality [--cases bench/cases/long_clip.json] [--out FILE] [--names ...]
-    python bench/long_clip.py cost [--frames 16 48 96 192] [--steps 4] [--tune-steps 4] [--out FILE]
+    python bench/long_clip.py cost [--frames 16 48 96 192] [--steps 4] [--tune-steps 4] [--threads N]
+        [--out FILE]
 """
 from __future__ import annotations
 
@@ -85,6 +88,27 @@ def seam_ratio(oracle, ed, bg, seams):
     return float(a / b) if b > 0 else float("nan"), float(a), float(b)
 
 
+def frame_evaluations(windows, frames):
+    """UNet rows per frame of the clip in one evaluation: each window's frames plus the guest frame 0
+    of a window without it (1.0 without windows)."""
+    return sum(len(w) + (0 not in w) for w in windows) / frames if len(windows) > 1 else 1.0
+
+
+def quality_table(results, cases, args):
+    lines = [f"long-clip quality ({os.path.relpath(args.cases, REPO)}; steps {cases[0]['steps']}, tune_steps "
+             f"{cases[0]['tune_steps']}, lr {cases[0]['tune_lr']}, direct-inversion, windows {WINDOW}/{OVERLAP} "
+             f"pyramid; CPU s: process time, {args.threads or 'default'} torch thread(s))",
+             "| case | frames | variant | edit success | bg PSNR | keep PSNR | flicker | seam ratio | input seam ratio "
+             "| wall s | CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, d in results.items():
+        for v, m in d["results"].items():
+            lines.append(f"| {name} | {d['frames']} | {v} | {m['edit_success']:.3f} | {m['bg_psnr']:.2f} | "
+                         f"{m.get('keep_psnr', float('nan')):.2f} | {m['flicker']:.2f} | {m['seam_ratio']:.2f} | "
+                         f"{m['input_seam_ratio']:.2f} | {m['seconds']:.0f} | {m['cpu_seconds']:.0f} |")
+    return lines
+
+
 def quality(args):
     import torch
     import quality as q
@@ -100,16 +124,16 @@ def quality(args):
         frames = latent["samples"].shape[0]
         spec = r.controller(case)
         out = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         win_model = windowed(r.inflated())
         tuned_w = r.tuning(win_model, latent, case)[0]
         rec, ed_w, secs = r.edit(tuned_w, latent, case, spec, mode="direct-inversion")
-        out["windowed"] = (ed_w, time.perf_counter() - t0, window_lists(frames))
-        t0 = time.perf_counter()
+        out["windowed"] = (ed_w, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
+        t0, c0 = time.perf_counter(), time.process_time()
         tuned = r.tuning(r.inflated(), latent, case)[0]
         _, ed, _ = r.edit(tuned, latent, case, spec, mode="direct-inversion")
-        out["whole"] = (ed, time.perf_counter() - t0, window_lists(frames))
-        t0 = time.perf_counter()
+        out["whole"] = (ed, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
+        t0, c0 = time.perf_counter(), time.process_time()
         plain = tuned_w.clone()
         plain.model_options.pop("context_handler", None)
         chunks = [list(range(s, min(s + WINDOW, frames))) for s in range(0, frames, WINDOW)]
@@ -118,30 +142,25 @@ def quality(args):
             r.inversions = {}
             parts.append(r.edit(plain, {"samples": latent["samples"][c]}, case, spec, mode="direct-inversion")[1]
                          ["samples"])
-        out["naive-chunks"] = ({"samples": torch.cat(parts)}, time.perf_counter() - t0, chunks)
+        out["naive-chunks"] = ({"samples": torch.cat(parts)}, time.perf_counter() - t0, time.process_time() - c0,
+                               chunks)
         r.inversions = {}
         res = {}
-        for name, (lat, secs, wins) in out.items():
+        for name, (lat, secs, cpu, wins) in out.items():
             ed_u8 = r.decode(lat)
             m = q.judge(r.oracle, ed_u8, video, truth, want)
             bg = q.background(r.oracle, ed_u8, truth)
             ratio, across, inside = seam_ratio(r.oracle, ed_u8, bg, seam_pairs(wins, frames))
             src_ratio, _, _ = seam_ratio(r.oracle, video, bg, seam_pairs(wins, frames))
             m.update(seam_ratio=ratio, seam_flicker=across, inside_flicker=inside, input_seam_ratio=src_ratio,
-                     seconds=secs)
+                     seconds=secs, cpu_seconds=cpu)
             res[name] = m
             print(f"  {case['name']:<20} {name:<13} " + " ".join(f"{k} {v:.3g}" for k, v in m.items()), flush=True)
         results[case["name"]] = {"frames": frames, "results": res}
-    lines = [f"long-clip quality ({args.cases}; steps {cases[0]['steps']}, tune_steps {cases[0]['tune_steps']}, "
-             f"lr {cases[0]['tune_lr']}, direct-inversion, windows {WINDOW}/{OVERLAP} pyramid)",
-             "| case | frames | variant | edit success | bg PSNR | keep PSNR | flicker | seam ratio | s |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, d in results.items():
-        for v, m in d["results"].items():
-            lines.append(f"| {name} | {d['frames']} | {v} | {m['edit_success']:.3f} | {m['bg_psnr']:.2f} | "
-                         f"{m.get('keep_psnr', float('nan')):.2f} | {m['flicker']:.2f} | {m['seam_ratio']:.2f} | "
-                         f"{m['seconds']:.0f} |")
-    write_table(lines, args.out, "\n" + json.dumps(results, indent=1) + "\n")
+        if args.out and len(results) < len(cases):     # a partial table survives a stopped run
+            write_table([f"PARTIAL: {len(results)} of {len(cases)} cases"] + quality_table(results, cases, args),
+                        args.out, "\n" + json.dumps(results, indent=1) + "\n")
+    write_table(quality_table(results, cases, args), args.out, "\n" + json.dumps(results, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- cost
@@ -150,9 +169,29 @@ def rss_mb():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
-def cost_one(frames, steps, tune_steps, stage):
+def reset_peak_rss():
+    """Start the kernel's peak-RSS mark (VmHWM) afresh, so the model's loading does not count (Linux):
+    -> whether it could."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_since_reset_mb():
+    with open("/proc/self/status") as f:
+        for ln in f:
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1]) / 1024
+
+
+def cost_one(frames, steps, tune_steps, stage, threads=0):
     """One size, one stage, in this process: -> dict of figures."""
     import torch
+    if threads:
+        torch.set_num_threads(threads)
     _, tl = _common.boot()
     model, clip, _ = _common.tiny_models()
     infl = tl.host.inflation.inflate(model, True, True, 0, 0)
@@ -161,6 +200,7 @@ def cost_one(frames, steps, tune_steps, stage):
     cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
     cuda = torch.cuda.is_available()
     base = rss_mb()
+    fresh = reset_peak_rss()
     t, c = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         if stage == "tune":
@@ -171,23 +211,32 @@ def cost_one(frames, steps, tune_steps, stage):
                 spec = tl.pack_nodes.edit.VP2PController.execute(
                     clip, "a red circle", "a blue circle", "swap", 0.2, 0.5, "", "", "circle", 0.3, 0.2,
                     "cross+temporal (paper)", "").result[0]
+                fresh = reset_peak_rss()       # the edit's own peak (the trajectory it reads stays counted)
                 t, c = time.perf_counter(), time.process_time()
                 tl.host.sampling.decoupled_sample(m, inv, spec, 7.5)
     secs, cpu = time.perf_counter() - t, time.process_time() - c
     clip_mb = frames * 4 * 8 * 8 * 4 * (3 + (steps + 1 if stage != "tune" else 0)) / 2 ** 20
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else _common.peak_rss_mb() - base
-    return {"frames": frames, "stage": stage, "seconds": secs, "s_per_frame": secs / frames, "cpu_seconds": cpu,
-            "cpu_s_per_frame": cpu / frames,
-            "peak_mb": peak, "clip_data_mb": clip_mb, "memory": "cuda max allocated" if cuda else "peak RSS - RSS after load"}
+    peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else
+            (peak_rss_since_reset_mb() if fresh else _common.peak_rss_mb()) - base)
+    wins = window_lists(frames) if frames > WINDOW else [list(range(frames))]
+    # UNet rows per frame of the clip in one evaluation: a tuning step evaluates one window (+ frame 0)
+    rows = (len(wins[0]) + (len(wins) > 1)) / frames if stage == "tune" else frame_evaluations(wins, frames)
+    return {"frames": frames, "stage": stage, "windows": len(wins), "rows_per_frame": rows, "seconds": secs,
+            "s_per_frame": secs / frames, "cpu_seconds": cpu, "cpu_s_per_frame": cpu / frames, "peak_mb": peak,
+            "clip_data_mb": clip_mb,
+            "memory": "cuda max allocated" if cuda else "peak RSS of the stage - RSS after load"}
 
 
 def cost(args):
     rows = []
+    if args.out:
+        open(args.out + ".jsonl", "w").close()
     for frames in args.frames:
         for stage in ("tune", "invert", "edit"):
             cmd = [sys.executable, os.path.abspath(__file__), "_one", str(frames), str(args.steps),
-                   str(args.tune_steps), stage]
-            res = subprocess.run(cmd, capture_output=True, text=True)
+                   str(args.tune_steps), stage, str(args.threads)]
+            env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
             if res.returncode or not line:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
@@ -196,22 +245,46 @@ def cost(args):
                 with open(args.out + ".jsonl", "a") as f:
                     f.write(line[-1] + "\n")
             print(rows[-1], flush=True)
+    write_table(cost_table(rows, args), args.out)
+
+
+def cost_table(rows, args):
+    """The cost table and, where both sizes ran, each stage's ratio of the largest clip to the 16-frame
+    one: CPU s/frame raw and per UNet row (the windows evaluate overlaps twice and a guest frame 0)."""
     lines = [f"long-clip cost (tiny SD1.x UNet, 64 px, windows {WINDOW}/{OVERLAP} from 48 frames on; "
-             f"{args.steps} inversion/edit steps, {args.tune_steps} tuning steps; memory: {rows[0]['memory']}; "
-             f"a 2-core CPU shared with other jobs: times are indicative)",
-             "| frames | stage | wall s | wall s/frame | CPU s | CPU s/frame | peak MB | clip data MB |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{args.steps} inversion/edit steps, {args.tune_steps} tuning steps; {args.threads or 'default'} torch "
+             f"thread(s); memory: {rows[0]['memory']}; a 2-core CPU shared with other jobs: wall times are "
+             f"indicative, CPU s are process time)",
+             "| frames | stage | windows | UNet rows/frame | wall s | CPU s | CPU s/frame | CPU s/row | peak MB | "
+             "clip data MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r_ in rows:
-        lines.append(f"| {r_['frames']} | {r_['stage']} | {r_['seconds']:.1f} | {r_['s_per_frame']:.3f} | "
-                     f"{r_['cpu_seconds']:.1f} | {r_['cpu_s_per_frame']:.3f} | {r_['peak_mb']:.0f} | "
+        lines.append(f"| {r_['frames']} | {r_['stage']} | {r_['windows']} | {r_['rows_per_frame']:.3f} | "
+                     f"{r_['seconds']:.1f} | {r_['cpu_seconds']:.1f} | {r_['cpu_s_per_frame']:.4f} | "
+                     f"{r_['cpu_s_per_frame'] / r_['rows_per_frame']:.4f} | {r_['peak_mb']:.0f} | "
                      f"{r_['clip_data_mb']:.2f} |")
-    write_table(lines, args.out)
+    by = {(r_["frames"], r_["stage"]): r_ for r_ in rows}
+    big = max(r_["frames"] for r_ in rows)
+    ratios = []
+    for stage in ("tune", "invert", "edit"):
+        a, b = by.get((16, stage)), by.get((big, stage))
+        if a and b and big != 16:
+            raw = b["cpu_s_per_frame"] / a["cpu_s_per_frame"]
+            norm = raw / (b["rows_per_frame"] / a["rows_per_frame"])
+            mem = (b["peak_mb"] - b["clip_data_mb"]) / max(a["peak_mb"], 1e-9)
+            ratios.append(f"| {stage} | {raw:.2f} | {norm:.2f} | {b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f} | "
+                          f"{mem:.2f} |")
+    if ratios:
+        lines += ["", f"{big} frames over 16 frames (goal: <= 1.3 for s/frame and for memory less the clip data)",
+                  "| stage | CPU s/frame | CPU s/row | peak MB | peak MB less clip data |", "|---|---|---|---|---|"]
+        lines += ratios
+    return lines
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
-        frames, steps, tune_steps, stage = sys.argv[2:6]
-        print(json.dumps(cost_one(int(frames), int(steps), int(tune_steps), stage)))
+        frames, steps, tune_steps, stage, threads = sys.argv[2:7]
+        print(json.dumps(cost_one(int(frames), int(steps), int(tune_steps), stage, int(threads))))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -227,6 +300,7 @@ def main():
     ca.add_argument("--frames", type=int, nargs="*", default=[16, 48, 96, 192])
     ca.add_argument("--steps", type=int, default=4)
     ca.add_argument("--tune-steps", type=int, default=4)
+    ca.add_argument("--threads", type=int, default=0, help="torch threads of each size's process (0: default)")
     ca.add_argument("--out")
     args = ap.parse_args()
     (quality if args.cmd == "quality" else cost)(args)
