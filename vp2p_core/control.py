@@ -318,6 +318,24 @@ def apply_probs(p, v, heads, dtype):
     return out.transpose(1, 2).reshape(b, -1, c).to(dtype)
 
 
+REPLAY_BYTES = 256 * 2 ** 20    # fp32 probabilities held at once by replay_attention
+
+
+def replay_attention(q, k, v, heads, dtype, max_bytes: int = REPLAY_BYTES):
+    """softmax(q k^T) v with the probabilities of one branch (q, k: the source's) and the values of
+    another (the target's), as `apply_probs(attention_probs(q, k), v)`, in query chunks of at most
+    `max_bytes` of fp32 probabilities. The temporal / frame replacement copies the source's whole
+    map, so no full map is needed: a 64x64 frame-attention layer's would be [frames, 8, 4096,
+    4096] fp32, 4 GB at 8 frames. Each query row is computed as in the full product."""
+    b, lq, c = q.shape
+    per_query = b * heads * k.shape[1] * 4
+    step = max(1, min(lq, int(max_bytes) // max(per_query, 1)))
+    if step >= lq:
+        return apply_probs(attention_probs(q, k, heads), v, heads, dtype)
+    return torch.cat([apply_probs(attention_probs(q[:, s:s + step], k, heads), v, heads, dtype)
+                      for s in range(0, lq, step)], dim=1)
+
+
 class StepContext:
     """Per-UNet-call view of a controller: which chunks are which branch, and the step.
 
@@ -376,6 +394,18 @@ class StepContext:
         i_src = roles.index(SRC_C) if SRC_C in roles else None
         i_tgt = roles.index(TGT_C) if TGT_C in roles else None
         cache_key = (kind, key, window_key(extra_options))   # each window's target copies its own source
+        if kind != "cross":
+            # temporal / frame: the target takes the source's whole map (AttentionControl.edit), so
+            # keep the source's queries and keys, never its map, and replay it in chunks
+            qk_src = (qs[i_src], ks[i_src]) if i_src is not None else None
+            if qk_src is not None and self.cache is not None and i_tgt is None:
+                self.cache[cache_key] = qk_src
+                return torch.cat(outs)
+            if qk_src is None:
+                qk_src = self.cache.get(cache_key) if self.cache is not None else None
+            if qk_src is not None and i_tgt is not None:
+                outs[i_tgt] = replay_attention(*qk_src, vs[i_tgt], heads, q.dtype)
+            return torch.cat(outs)
         p_src = attention_probs(qs[i_src], ks[i_src], heads) if i_src is not None else None
         if p_src is not None and self.cache is not None and i_tgt is None:
             self.cache[cache_key] = p_src  # source-first run: remember for the target run

@@ -100,3 +100,47 @@ def test_step_context_fast_path_and_source_first_cache():
     b = vc.StepContext(ctrl, roles[2:], 0, 10, fast, cache=cache).attend(
         "cross", "k", q[2 * rows:], k[2 * rows:], v[2 * rows:], heads)
     assert torch.allclose(torch.cat([a, b]), out)
+
+
+def test_replay_attention_in_chunks_equals_the_full_map():
+    """The temporal / frame replacement computed in query chunks gives the full map's result."""
+    g = torch.Generator().manual_seed(1)
+    heads, rows, lq, lk, c = 2, 3, 50, 40, 8
+    q, k, v = (torch.randn(rows, n, c, generator=g) for n in (lq, lk, lk))
+    full = vc.apply_probs(vc.attention_probs(q, k, heads), v, heads, q.dtype)
+    assert torch.equal(vc.replay_attention(q, k, v, heads, q.dtype), full)   # fits the budget: one call
+    per_query = rows * heads * lk * 4
+    for chunk in (1, 7, 49):                                                  # budgets of 1, 7, 49 queries
+        out = vc.replay_attention(q, k, v, heads, q.dtype, max_bytes=chunk * per_query)
+        assert out.shape == full.shape
+        assert torch.allclose(out, full, atol=1e-6, rtol=0)
+
+
+def test_self_attention_control_caches_queries_and_keys_not_maps():
+    """Source-first runs (the Decoupled Sampler's branches) leave the source's q/k of a frame or
+    temporal layer in the cache, not its [rows, heads, Lq, Lk] map; the target's result equals
+    the one-call (both branches batched) result and the source's map applied to the target's values."""
+    heads, rows, L = 2, 3, 64
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(4 * rows, L, 8, generator=g) for _ in range(3))
+
+    def fast(q, k, v, heads):
+        return vc.apply_probs(vc.attention_probs(q, k, heads), v, heads, q.dtype)
+
+    roles = [vc.SRC_U, vc.SRC_C, vc.TGT_U, vc.TGT_C]
+    ctrl = vc.AttentionReplace(torch.eye(77), cross_replace=1.0, self_replace=1.0,
+                               layers=("cross", "temporal", "frame"))
+    for kind in ("frame", "temporal"):
+        one = vc.StepContext(ctrl, roles, 0, 10, fast).attend(kind, "k", q, k, v, heads)
+        qs, ks, vs = q.split(rows), k.split(rows), v.split(rows)
+        want = vc.apply_probs(vc.attention_probs(qs[1], ks[1], heads), vs[3], heads, q.dtype)
+        assert torch.allclose(one.split(rows)[3], want, atol=1e-6)
+        assert torch.equal(one.split(rows)[2], fast(qs[2], ks[2], vs[2], heads))
+        cache = {}
+        a = vc.StepContext(ctrl, roles[:2], 0, 10, fast, cache=cache).attend(
+            kind, "k", q[:2 * rows], k[:2 * rows], v[:2 * rows], heads)
+        (held,) = cache.values()
+        assert [t.shape for t in held] == [qs[1].shape, ks[1].shape]       # q and k, no L x L map
+        b = vc.StepContext(ctrl, roles[2:], 0, 10, fast, cache=cache).attend(
+            kind, "k", q[2 * rows:], k[2 * rows:], v[2 * rows:], heads)
+        assert torch.equal(torch.cat([a, b]), one)
