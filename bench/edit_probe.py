@@ -9,9 +9,17 @@ beside it (bench/target_t2i.py). The settings are quality.py case fields:
                   short window for the swapped word, long one for the rest)
   blend-changed   blend on the words that differ between the prompts (two objects: the edited
                   object's own words, not a shape word the other object may share)
+  self-0.2        self_replace 0.2 instead of 0.5 (the temporal/frame maps of the source, which
+                  hold the old shape, copied for fewer steps)
+  blend-changed+word-0  blend-changed and word-0 together
+
+`--names` edits only the named drawn cases (e.g. the ones a quality.py run lost); `--t2i-from RUN.json`
+takes each case's text-to-image rate from a finished quality.py run of the same draws instead of
+sampling it again (the same cases have the same rate there).
 
     python bench/edit_probe.py --kinds shape-swap two-colour two-shape --draw 1 --seed 100
                                [--settings default word-0 ...] [--set steps=10 tune_steps=20] [--t2i-samples 8]
+                               [--names shape-swap-s38-1 ...] [--t2i-from bench/results/quality_draws.json]
 """
 import argparse
 import json
@@ -27,6 +35,8 @@ SETTINGS = {
     "word-0": {"swapped_window": 0.0},
     "cross0.8+word0.2": {"cross_replace": 0.8, "swapped_window": 0.2},
     "blend-changed": {"blend_changed": True},
+    "self-0.2": {"self_replace": 0.2},
+    "blend-changed+word-0": {"blend_changed": True, "swapped_window": 0.0},
 }
 
 
@@ -38,6 +48,8 @@ def main():
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--set", metavar="KEY=VALUE", nargs="+", default=[], help="case fields for every case")
     ap.add_argument("--t2i-samples", type=int, default=8)
+    ap.add_argument("--names", nargs="+", help="only these drawn cases")
+    ap.add_argument("--t2i-from", metavar="JSON", help="text-to-image rates of a quality.py run of the same draws")
     ap.add_argument("--ckpt", default="toy_world_sd1.safetensors")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(_common.REPO, "artifacts", "edit_probe.json"))
@@ -45,13 +57,23 @@ def main():
     a.out = os.path.abspath(a.out)
     r = quality.Runner(a.ckpt, a.threads)
     cases = [dict(quality.DEFAULTS, **c) for c in quality.draw_cases(r.world, a.draw, a.seed) if c["kind"] in a.kinds]
+    if a.names:
+        unknown = set(a.names) - {c["name"] for c in cases}
+        if unknown:
+            raise SystemExit(f"no drawn case named {sorted(unknown)} (--draw {a.draw} --seed {a.seed}, kinds {a.kinds})")
+        cases = [c for c in cases if c["name"] in a.names]
+    known = {}
+    if a.t2i_from:
+        with open(a.t2i_from) as f:
+            known = json.load(f).get("t2i") or {}
     overrides = quality.parse_overrides(a.set, cases)
     print(f"{len(cases)} cases (--draw {a.draw} --seed {a.seed}, kinds {' '.join(a.kinds)}), "
           f"overrides {overrides}, settings {' '.join(a.settings)}", flush=True)
     rows, t0 = {}, time.time()
     for i, case in enumerate(cases):
         case.update(overrides)
-        rate = target_t2i.target_rate(r, case, a.t2i_samples, 1000 + i) if a.t2i_samples else float("nan")
+        rate = known[case["name"]] if case["name"] in known else \
+            target_t2i.target_rate(r, case, a.t2i_samples, 1000 + i) if a.t2i_samples else float("nan")
         video, truth, latent, want = r.prepare(case)
         r.inversions = {}
         tuned = r.tune_case(r.inflated(), latent, case) if case["tune_steps"] else r.inflated()   # 0: untuned
@@ -76,12 +98,15 @@ def table(rows, settings):
     import numpy as np
     easy = [n for n, r in rows.items() if r["t2i"] >= quality.DRAWABLE]
     lines = [f"{len(rows)} cases, {len(easy)} drawable (t2i >= {quality.DRAWABLE})", "",
-             "| setting | edit success, all | edit success, drawable | bg PSNR dB | keep rate (two objects) |",
-             "|---|---|---|---|---|"]
+             "| setting | edit success, all | edit success, drawable | bg PSNR dB | flicker | "
+             "keep PSNR dB (two objects) | keep rate (two objects) |",
+             "|---|---|---|---|---|---|---|"]
     for s in settings:
-        mean = lambda names, k: np.mean([rows[n][s][k] for n in names if k in rows[n][s]] or [np.nan])  # noqa: E731
+        mean = lambda names, k: np.mean([rows[n][s][k] for n in names if s in rows[n] and k in rows[n][s]]  # noqa: E731
+                                        or [np.nan])
         lines.append(f"| {s} | {mean(list(rows), 'edit_success'):.2f} | {mean(easy, 'edit_success'):.2f} | "
-                     f"{mean(list(rows), 'bg_psnr'):.1f} | {mean(list(rows), 'keep_rate'):.2f} |")
+                     f"{mean(list(rows), 'bg_psnr'):.1f} | {mean(list(rows), 'flicker'):.2f} | "
+                     f"{mean(list(rows), 'keep_psnr'):.1f} | {mean(list(rows), 'keep_rate'):.2f} |")
     return "\n".join(lines)
 
 

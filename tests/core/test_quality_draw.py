@@ -73,3 +73,16 @@ def test_report_gives_edit_success_on_drawable_cases_beside_the_overall():
     assert "colour-swap 1/2, two-shape 1/1" in md
     assert "| video-p2p | 0.50 | 0.25 | 0.29 |" in md          # all, drawable, 0.25 / 0.85
     assert "drawable" not in quality.report(results, ["video-p2p"], 3, "x")[1]
+
+
+def test_edit_probe_table_means_per_setting_and_drawable_split():
+    import edit_probe
+    m = lambda ok, keep=None: dict({"edit_success": ok, "bg_psnr": 30.0, "flicker": 1.0},  # noqa: E731
+                                   **({"keep_psnr": 20.0, "keep_rate": keep} if keep is not None else {}))
+    rows = {"shape-swap-s1-0": {"t2i": 0.9, "default": m(0.5), "self-0.2": m(1.0)},
+            "two-colour-s1-0": {"t2i": 0.5, "default": m(0.0, keep=1.0)}}     # no self-0.2 line (did not finish)
+    md = edit_probe.table(rows, ["default", "self-0.2"])
+    assert md.startswith("2 cases, 1 drawable (t2i >= 0.8)")
+    assert "| default | 0.25 | 0.50 | 30.0 | 1.00 | 20.0 | 1.00 |" in md
+    assert "| self-0.2 | 1.00 | 1.00 | 30.0 | 1.00 | nan | nan |" in md
+    assert set(edit_probe.SETTINGS) >= {"default", "word-0", "blend-changed", "self-0.2"}
