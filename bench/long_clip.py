@@ -303,6 +303,9 @@ def main():
     ca.add_argument("--threads", type=int, default=0, help="torch threads of each size's process (0: default)")
     ca.add_argument("--out")
     args = ap.parse_args()
+    for k in ("out", "cases"):       # the ComfyUI boot changes the working directory
+        if getattr(args, k, None):
+            setattr(args, k, os.path.abspath(getattr(args, k)))
     (quality if args.cmd == "quality" else cost)(args)
 
 
