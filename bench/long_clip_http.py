@@ -94,6 +94,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the prompt")
     ap.add_argument("--out", help="append the result lines to this file")
     args = ap.parse_args()
+    args.workflow = os.path.abspath(args.workflow)
+    args.out = args.out and os.path.abspath(args.out)
 
     import psutil
     import torch
