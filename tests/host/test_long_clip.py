@@ -183,3 +183,24 @@ def test_long_clip_workflow_runs(tmp_path):
     edited, source, maps = out[sampler]
     assert edited["samples"].shape == (40, 4, 8, 8) and maps.shape[0] == 40
     assert not torch.equal(edited["samples"], source["samples"])
+
+
+def test_the_benchmarks_seam_ratio_sees_a_jump_at_the_window_boundaries():
+    """bench/long_clip.py's seam metric: the pairs that straddle core's windows, and a ratio that is
+    1 for even flicker and grows when the frames jump where the windows meet (so it can fail)."""
+    import numpy as np
+    import long_clip
+    wins = long_clip.window_lists(40)
+    assert [w[0] for w in wins] == [0, 12, 24] and wins[-1][-1] == 39
+    seams = long_clip.seam_pairs(wins, 40)
+    assert seams == [11, 15, 23, 27]
+    assert long_clip.frame_evaluations(wins, 40) == (16 + 17 + 17) / 40 and long_clip.frame_evaluations(
+        [list(range(16))], 16) == 1.0
+    rng = np.random.default_rng(0)
+    video = np.repeat(rng.integers(0, 200, (1, 8, 8, 3)), 40, 0) + (np.arange(40) % 2 * 4)[:, None, None, None]
+    bg = np.ones((40, 8, 8), bool)
+    assert long_clip.seam_ratio(None, video, bg, seams)[0] == pytest.approx(1.0)
+    jumped = video.copy()
+    for t in seams:
+        jumped[t + 1:] += 20
+    assert long_clip.seam_ratio(None, jumped, bg, seams)[0] > 2
