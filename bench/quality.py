@@ -468,6 +468,46 @@ def drawable(all_results, variants, t2i, bar=DRAWABLE):
             + "\n".join(rows))
 
 
+GOALS = {"drawable_share": 0.90, "bg_over_ddim_target": 3.0, "flicker_vs_image_p2p": 0.6, "keep_psnr": 28.0,
+         "keep_rate": 0.95}     # issue 38's goals for the pack default on drawn cases
+
+
+def goals(all_results, t2i, method="direct-inversion", bar=DRAWABLE):
+    """Issue 38's goals for `method` (the pack default), each from the cases that have what it needs:
+    edit success on the drawable cases >= 0.90 of the model's mean t2i rate there; background >= 3 dB
+    above ddim+target (mean paired difference); flicker <= 0.6x image-p2p (ratio of the means over the
+    cases that have both); two-object cases: keep PSNR >= 28 dB and keep rate >= 0.95 (means). A goal
+    without the cases to judge it reads "not measured"."""
+    import numpy as np
+    g, rows = GOALS, []
+
+    def row(goal, value, ok, n, fmt):
+        verdict = "not measured" if n == 0 else "held" if ok else "not held"
+        rows.append(f"| {goal} | {'-' if n == 0 else fmt.format(value)} | {n} | {verdict} |")
+
+    have = {c: r for c, r in all_results.items() if method in r}
+    easy = [c for c in have if c in (t2i or {}) and t2i[c] >= bar]
+    share = (np.mean([have[c][method]["edit_success"] for c in easy]) / np.mean([t2i[c] for c in easy])) if easy else 0.0
+    row(f"drawable cases: edit success >= {g['drawable_share']:.2f} of the t2i rate", share,
+        share >= g["drawable_share"], len(easy), "{:.2f}")
+    both = [c for c, r in have.items() if "ddim+target" in r]
+    d = np.mean([have[c][method]["bg_psnr"] - have[c]["ddim+target"]["bg_psnr"] for c in both]) if both else 0.0
+    row(f"background >= {g['bg_over_ddim_target']:.0f} dB above ddim+target", d, d >= g["bg_over_ddim_target"],
+        len(both), "{:+.1f} dB")
+    both = [c for c, r in have.items() if "image-p2p" in r]
+    ratio = (np.mean([have[c][method]["flicker"] for c in both]) / np.mean([have[c]["image-p2p"]["flicker"] for c in both])
+             if both else 0.0)
+    row(f"flicker <= {g['flicker_vs_image_p2p']}x image-p2p", ratio, ratio <= g["flicker_vs_image_p2p"], len(both),
+        "{:.2f}x")
+    two = [c for c, r in have.items() if "keep_psnr" in r[method]]
+    kp = np.mean([have[c][method]["keep_psnr"] for c in two]) if two else 0.0
+    kr = np.mean([have[c][method]["keep_rate"] for c in two]) if two else 0.0
+    row(f"two objects: the other one keeps >= {g['keep_psnr']:.0f} dB", kp, kp >= g["keep_psnr"], len(two), "{:.1f} dB")
+    row(f"two objects: keep rate >= {g['keep_rate']}", kr, kr >= g["keep_rate"], len(two), "{:.2f}")
+    return (f"Goals of issue 38 for {method}\n\n| goal | measured | cases | verdict |\n|---|---|---|---|\n"
+            + "\n".join(rows))
+
+
 def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=None, t2i=None):
     table = summarise(all_results, variants)
     n_two = sum(any(k in m for m in r.values() for k in KEEP_KEYS) for r in all_results.values())
@@ -485,6 +525,8 @@ def report(all_results, variants, n_cases, case_file, ref="video-p2p", ceilings=
         md += "\n\n" + drawable(all_results, variants, t2i)
     if ref in variants and len(variants) > 1:
         md += "\n\n" + paired(all_results, variants, ref)
+    if "direct-inversion" in variants and t2i:
+        md += "\n\n" + goals(all_results, t2i)
     return table, md
 
 

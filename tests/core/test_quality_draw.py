@@ -86,3 +86,22 @@ def test_edit_probe_table_means_per_setting_and_drawable_split():
     assert "| default | 0.25 | 0.50 | 30.0 | 1.00 | 20.0 | 1.00 |" in md
     assert "| self-0.2 | 1.00 | 1.00 | 30.0 | 1.00 | nan | nan |" in md
     assert set(edit_probe.SETTINGS) >= {"default", "word-0", "blend-changed", "self-0.2"}
+
+
+def test_goals_table_judges_each_goal_on_the_cases_that_have_it():
+    m = lambda ok, bg, fl, **kw: dict({"recon_psnr": 30.0, "edit_success": ok, "bg_psnr": bg, "flicker": fl,  # noqa: E731
+                                       "seconds": 1.0, "invert_seconds": 1.0}, **kw)
+    results = {"colour-swap-s0-0": {"direct-inversion": m(0.9, 30.0, 1.0), "ddim+target": m(1.0, 26.0, 3.0),
+                                    "image-p2p": m(1.0, 29.0, 2.0)},
+               "two-shape-s0-0": {"direct-inversion": m(0.5, 25.0, 2.0, keep_psnr=27.0, keep_rate=1.0),
+                                  "ddim+target": m(0.5, 23.0, 2.0, keep_psnr=20.0, keep_rate=0.5)}}
+    t2i = {"colour-swap-s0-0": 1.0, "two-shape-s0-0": 0.5}
+    md = quality.goals(results, t2i)
+    assert "| drawable cases: edit success >= 0.90 of the t2i rate | 0.90 | 1 | held |" in md
+    assert "| background >= 3 dB above ddim+target | +3.0 dB | 2 | held |" in md          # (4 + 2) / 2
+    assert "| flicker <= 0.6x image-p2p | 0.50x | 1 | held |" in md
+    assert "| two objects: the other one keeps >= 28 dB | 27.0 dB | 1 | not held |" in md
+    assert "| two objects: keep rate >= 0.95 | 1.00 | 1 | held |" in md
+    del results["colour-swap-s0-0"]["image-p2p"]
+    assert "| flicker <= 0.6x image-p2p | - | 0 | not measured |" in quality.goals(results, t2i)
+    assert "Goals of issue 38" in quality.report(results, ["direct-inversion", "ddim+target"], 2, "x", t2i=t2i)[1]
