@@ -393,27 +393,24 @@ class StepContext:
             return torch.cat(outs)
         i_src = roles.index(SRC_C) if SRC_C in roles else None
         i_tgt = roles.index(TGT_C) if TGT_C in roles else None
+        # source-first runs (the Decoupled Sampler's branches are two calls) leave the source's
+        # queries and keys, not its maps, for the target: the maps are computed where they are
+        # used, and a context window's entry is a fraction of its maps' size
         cache_key = (kind, key, window_key(extra_options))   # each window's target copies its own source
+        qk_src = (qs[i_src], ks[i_src]) if i_src is not None else None
+        if qk_src is not None and self.cache is not None and i_tgt is None:
+            self.cache[cache_key] = qk_src
+            return torch.cat(outs)
+        if qk_src is None:
+            qk_src = self.cache.get(cache_key) if self.cache is not None else None
+        if qk_src is None or i_tgt is None:
+            return torch.cat(outs)
         if kind != "cross":
-            # temporal / frame: the target takes the source's whole map (AttentionControl.edit), so
-            # keep the source's queries and keys, never its map, and replay it in chunks
-            qk_src = (qs[i_src], ks[i_src]) if i_src is not None else None
-            if qk_src is not None and self.cache is not None and i_tgt is None:
-                self.cache[cache_key] = qk_src
-                return torch.cat(outs)
-            if qk_src is None:
-                qk_src = self.cache.get(cache_key) if self.cache is not None else None
-            if qk_src is not None and i_tgt is not None:
-                outs[i_tgt] = replay_attention(*qk_src, vs[i_tgt], heads, q.dtype)
+            # temporal / frame: the target takes the source's whole map (AttentionControl.edit); replayed
+            # in query chunks, never held whole ([frames, 8, 4096, 4096] at a 64x64 frame-attention layer)
+            outs[i_tgt] = replay_attention(*qk_src, vs[i_tgt], heads, q.dtype)
             return torch.cat(outs)
-        p_src = attention_probs(qs[i_src], ks[i_src], heads) if i_src is not None else None
-        if p_src is not None and self.cache is not None and i_tgt is None:
-            self.cache[cache_key] = p_src  # source-first run: remember for the target run
-            return torch.cat(outs)
-        if p_src is None:
-            p_src = self.cache.get(cache_key) if self.cache is not None else None
-            if p_src is None:
-                return torch.cat(outs)
+        p_src = attention_probs(*qk_src, heads)
         p_tgt = attention_probs(qs[i_tgt], ks[i_tgt], heads)
         if edit:
             p_tgt = self.controller.edit(kind, p_src, p_tgt, self.step, self.steps)

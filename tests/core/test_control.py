@@ -99,7 +99,9 @@ def test_step_context_fast_path_and_source_first_cache():
         "cross", "k", q[:2 * rows], k[:2 * rows], v[:2 * rows], heads)
     b = vc.StepContext(ctrl, roles[2:], 0, 10, fast, cache=cache).attend(
         "cross", "k", q[2 * rows:], k[2 * rows:], v[2 * rows:], heads)
-    assert torch.allclose(torch.cat([a, b]), out)
+    assert torch.equal(torch.cat([a, b]), out)
+    (held,) = cache.values()               # the source's q and k, not its [rows, heads, L, 77] map
+    assert [t.shape for t in held] == [qs[1].shape, ks[1].shape]
 
 
 def test_replay_attention_in_chunks_equals_the_full_map():
@@ -116,7 +118,7 @@ def test_replay_attention_in_chunks_equals_the_full_map():
         assert torch.allclose(out, full, atol=1e-6, rtol=0)
 
 
-def test_self_attention_control_caches_queries_and_keys_not_maps():
+def test_self_attention_control_replays_the_cached_queries_and_keys():
     """Source-first runs (the Decoupled Sampler's branches) leave the source's q/k of a frame or
     temporal layer in the cache, not its [rows, heads, Lq, Lk] map; the target's result equals
     the one-call (both branches batched) result and the source's map applied to the target's values."""
