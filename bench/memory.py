@@ -14,8 +14,11 @@ peak of parameters + gradients + optimizer state + activations + temporaries:
                    unconditional half differentiable, backward to the null), with and without
                    checkpointing; the inversion's DDIM steps and the fast/direct modes are
                    no-grad forwards (the "sampler step" column bounds them);
-  sampler step     one step of the Decoupled Sampler (source and target branch, each with its
-                   unconditional half: 4 x frames through the UNet, no grad).
+  sampler step     one step of the Decoupled Sampler as its guider runs it: the source branch
+                   (2 x frames rows: prompt and null), then the target branch (2 x frames), no
+                   grad, the controller editing (paper layers cross + temporal; "frame control"
+                   adds the optional frame-attention layers) and its source -> target cache held
+                   between the two calls.
 
 The UNet weights are fp16 (as ComfyUI loads SD1.5 on a GPU) and the compute fp16; attention runs
 through ComfyUI's optimized attention with PyTorch SDPA (what ComfyUI picks on a current NVIDIA
@@ -24,10 +27,11 @@ card), whose memory-efficient kernels keep no attention matrix. Not counted: the
 them while the UNet runs), the attention-map store of the controller (see docs/memory.md).
 
 Validation (`--validate`): the same estimate at a size this CPU runs for real (a narrower SD1.x
-UNet, 4 frames at 64x64 latents) against MemTracker on real CPU tensors.
+UNet, 4 frames at 256x256, fp32) against the peak that torch's CPU allocator reports for the same
+stage on real tensors (profiler allocation events), stated as a relative error per stage.
 
-    python bench/memory.py                 # the table -> bench/results/memory.txt
-    python bench/memory.py --validate
+    python bench/memory.py --out bench/results/memory.txt              # 8/16/24 frames at 512x512
+    python bench/memory.py --validate --out bench/results/memory_validation.txt
 """
 from __future__ import annotations
 
@@ -151,6 +155,7 @@ def stage_null(mp, model, frames, hw, dtype, checkpointing):
     with mt:
         with torch.no_grad():
             c = _apply(mp, model, x, 10.0, cond.repeat(frames, 1, 1), [0])
+        mt.reset_mod_stats()     # a second forward of the same modules (the peak is kept)
         u = _apply(mp, model, x, 10.0, null.repeat(frames, 1, 1), [1], extra)
         guided = u + 7.5 * (c - u)
         loss = (guided.float() - x).pow(2).mean()
@@ -161,23 +166,42 @@ def stage_null(mp, model, frames, hw, dtype, checkpointing):
     return mt.get_tracker_snapshot("peak")
 
 
-def stage_sample(mp, model, frames, hw, dtype, checkpointing=False):
-    """One Decoupled Sampler step: both branches with their unconditional halves in one batch."""
-    import torch
-    dm = model.diffusion_model
-    for p in dm.parameters():
-        p.requires_grad_(False)
-    x = torch.randn(4 * frames, 4, *hw, dtype=torch.float32)
-    ctx = torch.randn(4 * frames, 77, 768, dtype=torch.float32)
-    mt = _tracker()
-    mt.track_external(dm)
-    with mt, torch.no_grad():
-        out = _apply(mp, model, x, 10.0, ctx, [1, 0, 1, 0])
-        del out
-    return mt.get_tracker_snapshot("peak")
+def _sample_step(layers):
+    def stage(mp, model, frames, hw, dtype, checkpointing=False):
+        """One Decoupled Sampler step as its guider runs it: the source branch (prompt + the step's
+        null, 2 x frames rows), then the target branch (2 x frames), with the P2P controller active
+        (cross and self windows open, as in the first steps) and its source -> target cache held
+        between the two calls."""
+        import torch
+        _, tl = _common.boot()             # the pack's modules as ComfyUI loaded them
+        vc, patches = tl.core.control, tl.host.patches
+        CONTROL_KEY, host_attention = patches.CONTROL_KEY, patches.host_attention
+        COND, UNCOND = tl.host.unet.COND, tl.host.unet.UNCOND
+        dm = model.diffusion_model
+        for p in dm.parameters():
+            p.requires_grad_(False)
+        ctrl = vc.AttentionReplace(torch.eye(77), cross_replace=1.0, self_replace=1.0, layers=layers)
+        x = torch.randn(2 * frames, 4, *hw, dtype=torch.float32)
+        ctx = torch.randn(2 * frames, 77, 768, dtype=torch.float32)
+        mt = _tracker()
+        mt.track_external(dm)
+        with mt, torch.no_grad():
+            cache = {}
+            for roles in ({COND: vc.SRC_C, UNCOND: vc.SRC_U}, {COND: vc.TGT_C, UNCOND: vc.TGT_U}):
+                sc = vc.StepContext(ctrl, roles, 0, 50, host_attention, cache=cache)
+                out = _apply(mp, model, x, 10.0, ctx, [1, 0], {CONTROL_KEY: sc})
+                del out
+                mt.reset_mod_stats()     # the next branch runs the same modules again (the peak is kept)
+            del cache
+        return mt.get_tracker_snapshot("peak")
+    return stage
 
 
-STAGES = {"tune step": stage_tune, "null-text inner step": stage_null, "sampler step": stage_sample}
+stage_sample = _sample_step(("cross", "temporal"))
+
+
+STAGES = {"tune step": stage_tune, "null-text inner step": stage_null, "sampler step": stage_sample,
+          "sampler step (frame control)": _sample_step(("cross", "temporal", "frame"))}
 
 
 def _tracker():
@@ -219,52 +243,135 @@ def sd15_config():
     return sd15_random.unet_config()
 
 
-def table(frames_list=(8, 16, 24), size=512, stages=tuple(STAGES)):
+def weights_bytes(unet_cfg, dtype):
+    """Bytes of the inflated UNet's parameters and buffers (what the MODEL holds on the card)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    key = (repr(sorted(unet_cfg.items(), key=str)), dtype, True)
+    if key not in _BUILT:
+        mode = FakeTensorMode(allow_non_fake_inputs=False)
+        _BUILT[key] = (mode,) + build(unet_cfg, dtype, mode)
+    dm = _BUILT[key][2].diffusion_model
+    return sum(t.numel() * t.element_size() for t in list(dm.parameters()) + list(dm.buffers()))
+
+
+def table(frames_list=(8, 16, 24), size=512, stages=tuple(STAGES), off_frames=None, report=None):
+    """-> [(stage, frames, checkpointing, peak bytes, seconds)]; checkpointing off is estimated at
+    `off_frames` only (all when None); `report(rows)` after every row (partial tables survive)."""
     import torch
     cfg = sd15_config()
     hw = (size // 8, size // 8)
-    rows = []
+    rows = [("inflated UNet weights", 0, False, weights_bytes(cfg, torch.float16), 0.0)]
     for frames in frames_list:
         for stage in stages:
-            for ck in ((True, False) if stage != "sampler step" else (False,)):
+            with_off = not stage.startswith("sampler") and (off_frames is None or frames in off_frames)
+            for ck in ((True, False) if with_off else (True,) if not stage.startswith("sampler") else (False,)):
                 t0 = time.perf_counter()
                 b = estimate(cfg, frames, hw, torch.float16, stage, ck)
                 rows.append((stage, frames, ck, b, time.perf_counter() - t0))
-                print(f"{stage:22s} {frames:3d} frames  checkpointing {'on ' if ck else 'off'}  "
+                print(f"{stage:28s} {frames:3d} frames  checkpointing {'on ' if ck else 'off'}  "
                       f"{b / GB:7.2f} GB   ({time.perf_counter() - t0:.0f} s)", flush=True)
+                if report:
+                    report(rows)
     return rows
 
 
-def validate():
-    """Fake estimate vs the same computation on real CPU tensors, at a size this CPU runs."""
+def allocator_peak(fn):
+    """Peak bytes live in torch's CPU allocator while `fn` runs, from the profiler's allocation
+    events (every malloc/free the allocator reports, in time order): a measurement independent
+    of MemTracker's view of the operators."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        pass  # warm the profiler once, so its own set-up is not in the measured run
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def measured(unet_cfg, frames, hw, dtype, stage, checkpointing):
+    """The stage on real CPU tensors: weights resident before it + the allocator's peak during it."""
     import torch
-    cfg = dict(sd15_config())
-    cfg.update(model_channels=64, num_heads=4, context_dim=768)
+    key = (repr(sorted(unet_cfg.items(), key=str)), dtype, False)
+    if key not in _BUILT:
+        _BUILT[key] = (None,) + build(unet_cfg, dtype, None)
+    _, mp, model = _BUILT[key]
+    dm = model.diffusion_model
+    resident = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                    for t in list(dm.parameters()) + list(dm.buffers())}.values())
+    torch.manual_seed(0)
+    return resident + allocator_peak(lambda: STAGES[stage](mp, model, frames, hw, dtype, checkpointing))
+
+
+VALIDATION = dict(model_channels=64, num_heads=4, context_dim=768)   # a narrower SD1.x UNet
+
+
+def validate(frames=4, size=256, stages=tuple(STAGES)):
+    """The fake estimate against the same stage on real CPU tensors (allocator peak), at a size
+    this CPU runs: -> [(stage, checkpointing, estimate, measured, relative error)]."""
+    import torch
+    cfg = dict(sd15_config(), **VALIDATION)
+    hw = (size // 8, size // 8)
     out = []
-    for stage in STAGES:
-        for ck in ((False, True) if stage != "sampler step" else (False,)):
-            est = estimate(cfg, 4, (16, 16), torch.float32, stage, ck, fake=True)
-            real = estimate(cfg, 4, (16, 16), torch.float32, stage, ck, fake=False)
+    for stage in stages:
+        for ck in ((False, True) if not stage.startswith("sampler") else (False,)):
+            est = estimate(cfg, frames, hw, torch.float32, stage, ck, fake=True)
+            real = measured(cfg, frames, hw, torch.float32, stage, ck)
             err = (est - real) / real
             out.append((stage, ck, est, real, err))
-            print(f"{stage:22s} checkpointing {'on ' if ck else 'off'}  estimate {est / 2**20:8.1f} MiB  "
-                  f"real {real / 2**20:8.1f} MiB  error {100 * err:+.2f}%", flush=True)
+            print(f"{stage:28s} checkpointing {'on ' if ck else 'off'}  estimate {est / 2**20:8.1f} MiB  "
+                  f"measured {real / 2**20:8.1f} MiB  error {100 * err:+.2f}%", flush=True)
     return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--validate", action="store_true")
-    ap.add_argument("--frames", default="8,16,24")
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--frames", default=None, help="comma-separated (default 8,16,24; --validate: 4)")
+    ap.add_argument("--size", type=int, default=None, help="default 512 (--validate: 256)")
+    ap.add_argument("--off-frames", default="8", help="frame counts estimated with checkpointing off too "
+                    "(comma-separated; empty: all)")
     ap.add_argument("--out", default=None, help="write the printed table to this file")
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of: " + ", ".join(STAGES))
     a = ap.parse_args(argv)
+    a.out = a.out and os.path.abspath(a.out)        # booting ComfyUI changes the working directory
     _boot_sdpa()
+    import torch
     if a.validate:
-        validate()
+        frames, size = int(a.frames or 4), a.size or 256
+        rows = validate(frames, size, a.stages.split(","))
+        lines = [f"memory model validation: estimate (FakeTensorMode + MemTracker) vs torch's CPU allocator peak on "
+                 f"real tensors; SD1.x UNet narrowed to {VALIDATION}, {frames} frames at {size}x{size}, fp32; "
+                 f"torch {torch.__version__}",
+                 "| stage | checkpointing | estimate MiB | measured MiB | error |", "|---|---|---|---|---|"]
+        lines += [f"| {st} | {'on' if ck else 'off'} | {e / 2**20:.1f} | {r / 2**20:.1f} | {100 * err:+.2f}% |"
+                  for st, ck, e, r, err in rows]
     else:
-        table(tuple(int(f) for f in a.frames.split(",")), a.size, a.stages.split(","))
+        a.frames, a.size = a.frames or "8,16,24", a.size or 512
+        head = [f"estimated peak memory, SD1.5 UNet (ComfyUI's SD15 config) fp16 at {a.size}x{a.size}, "
+                f"PyTorch attention; torch {torch.__version__} (bench/memory.py)",
+                "| stage | frames | checkpointing | peak GB |", "|---|---|---|---|"]
+
+        def lines_of(rows):
+            return head + [f"| {st} | {f or '-'} | {'-' if st.startswith(('sampler', 'inflated')) else 'on' if ck else 'off'} "
+                           f"| {b / GB:.2f} |" for st, f, ck, b, _ in rows]
+
+        def report(rows):
+            if a.out:
+                with open(a.out, "w") as fh:
+                    fh.write("\n".join(lines_of(rows)) + "\n")
+        rows = table(tuple(int(f) for f in a.frames.split(",")), a.size, a.stages.split(","),
+                     tuple(int(f) for f in a.off_frames.split(",")) if a.off_frames else None, report)
+        lines = lines_of(rows)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as fh:
+            fh.write(text)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,24 @@ Inversion = io.Custom("VP2P_INVERSION")
 Controller = io.Custom("VP2P_CONTROLLER")
 
 
+# what each method node's description ends with: its estimated peak memory at SD1.5 size, as
+# bench/memory.py wrote it to bench/results/memory.txt (tests/host/test_node_docs.py checks the match)
+PEAK_MEMORY = {
+    "VP2PInflateT2SModel":
+        "Inflated SD1.5 UNet: 1.69 GB of fp16 weights (bench/memory.py).",
+    "VP2PTuneOnVideo":
+        "Estimated peak GPU memory at SD1.5 512x512 fp16 (per tuning step, gradient checkpointing on): 4.5 GB at 8 frames, 7.2 GB at 16 frames, 10.0 GB at 24 frames (bench/memory.py).",
+    "VP2PSharedNullTextInvert":
+        "Estimated peak GPU memory at SD1.5 512x512 fp16 (null-text mode, checkpointing on; the other modes need less): 4.4 GB at 8 frames, 7.2 GB at 16 frames, 9.9 GB at 24 frames (bench/memory.py).",
+    "VP2PDecoupledSampler":
+        "Estimated peak GPU memory at SD1.5 512x512 fp16 (both branches, paper's control layers): 3.5 GB at 8 frames, 5.3 GB at 16 frames, 7.0 GB at 24 frames (bench/memory.py).",
+}
+
+
+def with_memory(node_id: str, description: str) -> str:
+    return f"{description} {PEAK_MEMORY[node_id]}"
+
+
 def named(display_name: str):
     """Decorator for a node's execute: host/core input errors come out as NodeInputError
     '<display name>: <message>'."""

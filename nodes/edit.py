@@ -6,7 +6,7 @@ from comfy_api.v0_0_2 import io
 from ..vp2p_core import prompts
 from ..vp2p_host import sampling, text
 from . import legacy
-from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_options, named
+from ._common import CATEGORY, EXPERIMENTAL, Controller, Inversion, check_options, named, with_memory
 
 CONTROLLER = "P2P Controller"
 SAMPLER = "Decoupled Sampler"
@@ -136,8 +136,8 @@ class VP2PDecoupledSampler(io.ComfyNode):
             node_id="VP2PDecoupledSampler",
             display_name=SAMPLER,
             category=CATEGORY,
-            description="Edit the inverted video: the source branch retraces it, the target branch follows the "
-                        "target prompt with the source's attention.",
+            description=with_memory("VP2PDecoupledSampler", "Edit the inverted video: the source branch retraces it, the target branch follows the "
+                        "target prompt with the source's attention."),
             is_experimental=EXPERIMENTAL,
             inputs=_edit_inputs() + [
                 _cfg_input(),

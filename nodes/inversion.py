@@ -8,7 +8,7 @@ from ..vp2p_host import cache as stage_cache
 from ..vp2p_host import inversion as inversions
 from ..vp2p_host import store
 from . import legacy
-from ._common import CATEGORY, EXPERIMENTAL, Inversion, named, prefix_check
+from ._common import CATEGORY, EXPERIMENTAL, Inversion, named, prefix_check, with_memory
 
 INVERT = "Shared Null-Text Invert"
 SAVE = "Save Inversion (VP2P)"
@@ -27,9 +27,9 @@ class VP2PSharedNullTextInvert(io.ComfyNode):
             node_id="VP2PSharedNullTextInvert",
             display_name=INVERT,
             category=CATEGORY,
-            description="DDIM-invert the video with the source prompt; direct-inversion keeps the trajectory for "
+            description=with_memory("VP2PSharedNullTextInvert", "DDIM-invert the video with the source prompt; direct-inversion keeps the trajectory for "
                         "the sampler, null-text optimises a shared null-text embedding per step so CFG sampling "
-                        "retraces it; outputs the inversion and its reconstruction.",
+                        "retraces it; outputs the inversion and its reconstruction."),
             is_experimental=EXPERIMENTAL,
             inputs=[
                 io.Model.Input("model", tooltip="The (inflated, tuned) model you will edit with."),

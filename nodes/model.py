@@ -5,7 +5,7 @@ from comfy_api.v0_0_2 import io
 
 from ..vp2p_host import cache as stage_cache
 from ..vp2p_host import inflation, store, tuning
-from ._common import CATEGORY, EXPERIMENTAL, check_options, named, prefix_check
+from ._common import CATEGORY, EXPERIMENTAL, check_options, named, prefix_check, with_memory
 
 INFLATE = "Inflate T2S Model"
 TUNE = "Tune On Video"
@@ -24,7 +24,7 @@ class VP2PInflateT2SModel(io.ComfyNode):
             node_id="VP2PInflateT2SModel",
             display_name=INFLATE,
             category=CATEGORY,
-            description="Inflate an SD1.x image model into Video-P2P's text-to-set model (a patched clone).",
+            description=with_memory("VP2PInflateT2SModel", "Inflate an SD1.x image model into Video-P2P's text-to-set model (a patched clone)."),
             is_experimental=EXPERIMENTAL,
             inputs=[
                 io.Model.Input("model", tooltip=
@@ -60,7 +60,7 @@ class VP2PTuneOnVideo(io.ComfyNode):
             node_id="VP2PTuneOnVideo",
             display_name=TUNE,
             category=CATEGORY,
-            description="Tune the inflated model on the input video (to_q of attn1/attn2 and temporal attention).",
+            description=with_memory("VP2PTuneOnVideo", "Tune the inflated model on the input video (to_q of attn1/attn2 and temporal attention)."),
             is_experimental=EXPERIMENTAL,
             inputs=[
                 io.Model.Input("model", tooltip="An inflated model (Inflate T2S Model)."),

@@ -25,7 +25,7 @@ for leg in "${LEGS[@]}"; do
   [ ${#summary[@]} -gt 0 ] && export VP2P_REPEAT_LEG=1
   start=$(date +%s)
   log="$(mktemp)"
-  .venv/bin/python -m pytest "$@" 2>&1 | tee "$log"
+  .venv/bin/python -m pytest --durations=25 "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   secs=$(( $(date +%s) - start ))
   line="$(grep -E '^=*.* (passed|failed|error|no tests ran).* in [0-9.]+s' "$log" | tail -1 | sed 's/=//g;s/^ *//;s/ *$//')"

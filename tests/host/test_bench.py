@@ -123,3 +123,15 @@ def test_perf_benchmarks_run(script, expect):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for e in expect:
         assert e in r.stdout, (e, r.stdout[-2000:])
+
+
+def test_memory_model_matches_the_allocator(tmp_path):
+    """bench/memory.py's estimate (fake tensors, no allocation) against the peak that torch's CPU
+    allocator reports for the same Decoupled Sampler step on real tensors, at a tiny size."""
+    out = tmp_path / "val.txt"
+    r = run("memory.py", "--validate", "--frames", "2", "--size", "64", "--stages", "sampler step (frame control)",
+            "--out", str(out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (row,) = [ln for ln in out.read_text().splitlines() if ln.startswith("| sampler step")]
+    est, real, err = row.strip("|").split("|")[2:5]
+    assert float(real) > 100 and abs(float(err.strip().rstrip("%"))) < 5.0, row

@@ -56,3 +56,13 @@ def test_help_page_content(host):
     assert "| `preset` (optional) | custom / " in page and "\nExperimental (research-grade" in page
     sbs = open(os.path.join(node_table.DOCS_DIR, "VP2PSideBySide.md"), encoding="utf-8").read()
     assert "Experimental" not in sbs and "| `IMAGE` | IMAGE | The videos side by side" in sbs
+
+
+def test_method_nodes_state_their_peak_memory_from_the_memory_table(host):
+    """Inflate, Tune, Invert and the Decoupled Sampler end their description (tooltip, help page) with
+    their estimated peak at SD1.5 size, exactly as bench/results/memory.txt gives it."""
+    from vp2p_dev import results_summary
+    nodes = dict(node_table.pack_nodes())
+    for node_id in ("VP2PInflateT2SModel",) + tuple(results_summary.NODE_STAGES):
+        description = nodes[node_id].define_schema().description
+        assert description.endswith(" " + results_summary.memory_note(node_id)), (node_id, description)

@@ -1,0 +1,192 @@
+"""The README's "Results in short" (and docs/memory.md's tables), computed from the result files in
+bench/results/ (written by the benchmarks), so that no figure in them is typed by hand: `--write`
+rewrites the blocks between their markers, `--check` (and tests/core/test_results_summary.py) fails
+when a document and the files disagree.
+
+    python -m vp2p_dev.results_summary            print the block
+    python -m vp2p_dev.results_summary --write    rewrite it in README.md
+    python -m vp2p_dev.results_summary --check    exit 1 if README.md is out of date
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "bench", "results")
+README = os.path.join(REPO, "README.md")
+DEFAULT = "direct-inversion"          # the variant that runs what the nodes run by default
+
+
+def _json(name, results=RESULTS):
+    with open(os.path.join(results, name)) as f:
+        return json.load(f)
+
+
+def _table(name, results=RESULTS):
+    """Rows of the first markdown table in a result file, as lists of cell strings (header dropped)."""
+    with open(os.path.join(results, name)) as f:
+        rows = [ln.strip() for ln in f if ln.strip().startswith("|")]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+
+
+def _mean(summary, variant, metric):
+    return summary[variant][metric][0]
+
+
+def hand_written(results=RESULTS):
+    """The 20 hand-written toy cases (bench/cases/default.json, model v3)."""
+    d = _json("quality_v3.json", results)
+    s, per = d["summary"], d["results"]
+    cases = [c for c in per if DEFAULT in per[c] and "ddim+target" in per[c]]
+    better = sum(per[c][DEFAULT]["bg_psnr"] > per[c]["ddim+target"]["bg_psnr"] for c in cases)
+    inv_ratio = _mean(s, "video-p2p", "invert_seconds") / _mean(s, DEFAULT, "invert_seconds")
+    return (
+        f"On {len(cases)} hand-written toy cases, Video-P2P as the nodes run it keeps the background better "
+        f"than plain DDIM editing with the target prompt in {better}/{len(cases)} cases "
+        f"({_mean(s, DEFAULT, 'bg_psnr'):.1f} against {_mean(s, 'ddim+target', 'bg_psnr'):.1f} dB); edit success "
+        f"{_mean(s, DEFAULT, 'edit_success'):.2f} (plain DDIM + target {_mean(s, 'ddim+target', 'edit_success'):.2f}, "
+        f"per-frame Image-P2P {_mean(s, 'image-p2p', 'edit_success'):.2f}), flicker "
+        f"{_mean(s, DEFAULT, 'flicker') / _mean(s, 'image-p2p', 'flicker'):.2f}x per-frame Image-P2P's; "
+        f"in two-object edits the other object keeps its colour and shape in "
+        f"{100 * _mean(s, DEFAULT, 'keep_rate'):.0f}% of frames ({_mean(s, DEFAULT, 'keep_psnr'):.1f} dB). "
+        f"The paper's shared null-text inversion reconstructs at {_mean(s, 'video-p2p', 'recon_psnr'):.1f} dB "
+        f"(decoded) against plain DDIM inversion's {_mean(s, 'ddim-cfg', 'recon_psnr'):.1f}; direct inversion "
+        f"(the default) takes 1/{inv_ratio:.0f} of its time and its source branch follows the input's own "
+        f"trajectory by construction, so its reconstruction measures nothing: it is judged by its edits.")
+
+
+def control_cost(results=RESULTS):
+    """Attention control against the same sampler without control (bench/bench_edit.py in perf_cpu.txt)."""
+    ratios = []
+    with open(os.path.join(results, "perf_cpu.txt")) as f:
+        block = f.read().split("=====")[1]
+    for ln in block.splitlines():
+        m = re.match(r"\s*(\d+)\s+(.+?)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+\s*$", ln)
+        if m and m.group(2) != "off":
+            ratios.append(float(m.group(4)))
+    return (f"Attention control runs at {min(ratios):.2f}-{max(ratios):.2f}x the time of the same sampler "
+            f"without control (CPU, 8 and 32 frames).")
+
+
+def memory_peaks(results=RESULTS):
+    """{(stage, frames, checkpointing 'on'/'off'/'-'): GB} of bench/results/memory.txt."""
+    return {(st, int(f) if f != "-" else 0, ck): float(gb) for st, f, ck, gb in _table("memory.txt", results)}
+
+
+def pipeline_peak(peak, frames):
+    """The whole pipeline with the default settings: the largest of its stages (checkpointing on,
+    the paper's control layers)."""
+    return max(v for (st, f, ck), v in peak.items()
+               if f == frames and ck != "off" and "frame control" not in st)
+
+
+def validation_error(results=RESULTS):
+    return max(abs(float(r[4].rstrip("%"))) for r in _table("memory_validation.txt", results))
+
+
+def memory(results=RESULTS):
+    """Estimated peaks at SD1.5 size (bench/memory.py) with the validation error."""
+    peak = memory_peaks(results)
+    frames = sorted({f for _, f, _ in peak if f})
+    return (f"Estimated peak memory of the whole pipeline with the default settings, SD1.5 at 512x512 fp16: "
+            + ", ".join(f"{pipeline_peak(peak, f):.1f} GB at {f} frames" for f in frames)
+            + f" (a memory model that needs no GPU, within {validation_error(results):.1f}% of the allocator's "
+            f"peaks at a size measured here; per node in [docs/memory.md](docs/memory.md)).")
+
+
+# what each node's description says about its memory (checked against the table by the tests)
+NODE_STAGES = {"VP2PTuneOnVideo": "tune step", "VP2PSharedNullTextInvert": "null-text inner step",
+               "VP2PDecoupledSampler": "sampler step"}
+
+
+def memory_note(node_id, results=RESULTS):
+    """The sentence a node's description ends with: its estimated peak at SD1.5 size."""
+    peak = memory_peaks(results)
+    if node_id == "VP2PInflateT2SModel":
+        w = peak[("inflated UNet weights", 0, "-")]
+        return f"Inflated SD1.5 UNet: {w:.2f} GB of fp16 weights (bench/memory.py)."
+    stage = NODE_STAGES[node_id]
+    rows = sorted((f, v) for (st, f, ck), v in peak.items() if st == stage and ck != "off")
+    what = {"tune step": "per tuning step, gradient checkpointing on",
+            "null-text inner step": "null-text mode, checkpointing on; the other modes need less",
+            "sampler step": "both branches, paper's control layers"}[stage]
+    return (f"Estimated peak GPU memory at SD1.5 512x512 fp16 ({what}): "
+            + ", ".join(f"{v:.1f} GB at {f} frames" for f, v in rows) + " (bench/memory.py).")
+
+
+SECTIONS = (hand_written, control_cost, memory)
+
+
+def _file(name, results=RESULTS):
+    with open(os.path.join(results, name)) as f:
+        return f.read().strip()
+
+
+def memory_tables(results=RESULTS):
+    """docs/memory.md's tables: bench/memory.py's output files as they are."""
+    return (f"`bench/results/memory.txt`:\n\n{_file('memory.txt', results)}\n\n"
+            f"`bench/results/memory_validation.txt`:\n\n{_file('memory_validation.txt', results)}")
+
+
+# each generated block: the file that holds it and the function that writes it
+BLOCKS = {"results-summary": (README, lambda results: "\n\n".join(fn(results) for fn in SECTIONS)),
+          "memory-tables": (os.path.join(REPO, "docs", "memory.md"), memory_tables)}
+
+
+def markers(name):
+    return (f"<!-- {name}: generated by `python -m vp2p_dev.results_summary --write` from bench/results -->",
+            f"<!-- /{name} -->")
+
+
+def render(results=RESULTS, name="results-summary") -> str:
+    begin, end = markers(name)
+    return f"{begin}\n{BLOCKS[name][1](results)}\n{end}"
+
+
+def current(name="results-summary") -> str:
+    path = BLOCKS[name][0]
+    begin, end = markers(name)
+    with open(path) as f:
+        text = f.read()
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < 0:
+        raise SystemExit(f"{path}: the {name} markers are missing")
+    return text[i:j + len(end)]
+
+
+def write(results=RESULTS):
+    for name, (path, _) in BLOCKS.items():
+        with open(path) as f:
+            text = f.read()
+        old = current(name)
+        with open(path, "w") as f:
+            f.write(text.replace(old, render(results, name)))
+
+
+def stale():
+    """The names of the generated blocks that differ from what the files give."""
+    return [name for name in BLOCKS if current(name) != render(name=name)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args(argv)
+    if a.write:
+        write()
+    elif a.check:
+        if stale():
+            print(f"out of date: {', '.join(stale())}: python -m vp2p_dev.results_summary --write")
+            return 1
+    else:
+        print(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
