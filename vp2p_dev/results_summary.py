@@ -89,13 +89,26 @@ def validation_error(results=RESULTS):
 
 
 def memory(results=RESULTS):
-    """Estimated peaks at SD1.5 size (bench/memory.py) with the validation error."""
+    """Estimated peaks at SD1.5 size (bench/memory.py) per method node, with the validation error."""
     peak = memory_peaks(results)
     frames = sorted({f for _, f, _ in peak if f})
-    return (f"Estimated peak memory of the whole pipeline with the default settings, SD1.5 at 512x512 fp16: "
-            + ", ".join(f"{pipeline_peak(peak, f):.1f} GB at {f} frames" for f in frames)
-            + f" (a memory model that needs no GPU, within {validation_error(results):.1f}% of the allocator's "
-            f"peaks at a size measured here; per node in [docs/memory.md](docs/memory.md)).")
+    rows = [("Tune On Video (one step, checkpointing on)", "tune step"),
+            ("Shared Null-Text Invert (null-text, checkpointing on)", "null-text inner step"),
+            ("Decoupled Sampler (paper's control layers)", "sampler step"),
+            ("whole pipeline, default settings", None)]
+    lines = [f"Estimated peak GPU memory, SD1.5 at 512x512 fp16 (GB; the inflated UNet's weights, "
+             f"{peak[('inflated UNet weights', 0, '-')]:.2f} GB, included; a memory model that needs no GPU, within "
+             f"{validation_error(results):.1f}% of torch's allocator peaks at a size run here; "
+             f"[docs/memory.md](docs/memory.md)):", "",
+             "| node | " + " | ".join(f"{f} frames" for f in frames) + " |",
+             "|---|" + "---|" * len(frames)]
+    for label, stage in rows:
+        vals = [pipeline_peak(peak, f) if stage is None else
+                next(v for (st, fr, ck), v in peak.items() if st == stage and fr == f and ck != "off")
+                for f in frames]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " |")
+    lines.append("| real GPU run (`bench/gpu_sd15.py`) | " + " | ".join("not measured: no GPU" for _ in frames) + " |")
+    return "\n".join(lines)
 
 
 # what each node's description says about its memory (checked against the table by the tests)
