@@ -12,6 +12,9 @@ beside it (bench/target_t2i.py). The settings are quality.py case fields:
   self-0.2        self_replace 0.2 instead of 0.5 (the temporal/frame maps of the source, which
                   hold the old shape, copied for fewer steps)
   blend-changed+word-0  blend-changed and word-0 together
+  blend-own       the blend reads only the changed words' own token positions (a shape word the other
+                  object also has is not read there)
+  blend-own+word-0  blend-own and word-0 together
 
 `--names` edits only the named drawn cases (e.g. the ones a quality.py run lost); `--t2i-from RUN.json`
 takes each case's text-to-image rate from a finished quality.py run of the same draws instead of
@@ -37,6 +40,8 @@ SETTINGS = {
     "blend-changed": {"blend_changed": True},
     "self-0.2": {"self_replace": 0.2},
     "blend-changed+word-0": {"blend_changed": True, "swapped_window": 0.0},
+    "blend-own": {"blend_own": True},
+    "blend-own+word-0": {"blend_own": True, "swapped_window": 0.0},
 }
 
 
@@ -55,6 +60,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(_common.REPO, "artifacts", "edit_probe.json"))
     a = ap.parse_args()
     a.out = os.path.abspath(a.out)
+    a.t2i_from = a.t2i_from and os.path.abspath(a.t2i_from)    # before ComfyUI's boot changes the cwd
     r = quality.Runner(a.ckpt, a.threads)
     cases = [dict(quality.DEFAULTS, **c) for c in quality.draw_cases(r.world, a.draw, a.seed) if c["kind"] in a.kinds]
     if a.names:

@@ -56,11 +56,13 @@ OLD_NAMES = {"fast-inversion": "ddim-cfg", "negative-prompt": "fast"}
 DEFAULTS = {"steps": 25, "cfg": 7.5, "inner_iterations": 10, "tune_steps": 100, "tune_lr": 3e-5,
             "cross_replace": 0.2, "self_replace": 0.5, "blend_words": "", "blend_threshold": 0.3,
             "blend_start": 0.2, "reweight_words": "", "reweight_scales": "", "mode": "swap", "seed": 33,
-            "word_windows": "", "swapped_window": None, "blend_changed": False}
+            "word_windows": "", "swapped_window": None, "blend_changed": False, "blend_own": False}
 # word_windows: the P2P Controller's per-word cross-attention windows; swapped_window (a number): a window
 # (0, x) on the target words that differ from the source (written into word_windows, e.g. a short one
 # under a long cross_replace); blend_changed: blend on the words that differ between the prompts instead of
-# blend_words (for two objects: the edited object's own words, not a word both objects share)
+# blend_words (for two objects: the edited object's own words, not a word both objects share); blend_own: the
+# local blend reads only the token positions of the words that differ (a swap's changed positions), not every
+# occurrence of the blend words (a shape word both objects have marks both objects)
 
 
 def load_cases(path):
@@ -125,6 +127,20 @@ def draw_cases(world, n, seed):
             case["blend_words"] = ", ".join(w for w in blend.split(", ") if w in said)
             cases.append(case)
     return cases
+
+
+def changed_positions(encode, source, target, sa):
+    """Token positions (source, target) of the words that differ, each word at its own place only
+    (sa: vp2p_core.seq_aligner): a same-length swap's changed pairs, else the words the global word
+    alignment removes / adds."""
+    a, b = sa.tokenize(encode, source), sa.tokenize(encode, target)
+    span = lambda w: list(range(w[2], w[2] + len(w[1])))  # noqa: E731
+    if len(a) == len(b):
+        diff = [(x, y) for x, y in zip(a, b) if x[1] != y[1]]
+        return [p for x, _ in diff for p in span(x)], [p for _, y in diff for p in span(y)]
+    pairs = sa.align_words([w[1] for w in a], [w[1] for w in b])
+    return ([p for i, j in pairs if j is None for p in span(a[i])],
+            [p for i, j in pairs if i is None for p in span(b[j])])
 
 
 def parse_overrides(items, cases):
@@ -208,11 +224,17 @@ class Runner:
         if c.get("swapped_window") is not None:
             windows = ", ".join([w for w in [windows] if w] + [f"{w}:{c['swapped_window']}" for w in tgt_changed])
         blend_words = ", ".join(dict.fromkeys(src_changed + tgt_changed)) if c.get("blend_changed") else c["blend_words"]
-        return self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
-                                 0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
-                                 blend_words if blend and not off else "", c["blend_threshold"], c["blend_start"],
-                                 layers, "", blend_maps=blend_maps or self.tl.core.prompts.BLEND_BOTH,
-                                 word_windows="" if off else windows)[0]
+        out = self.ctrl.execute(self.clip, c["source"], c["target"], c["mode"], 0.0 if off else c["cross_replace"],
+                                0.0 if off else c["self_replace"], c["reweight_words"], c["reweight_scales"],
+                                blend_words if blend and not off else "", c["blend_threshold"], c["blend_start"],
+                                layers, "", blend_maps=blend_maps or self.tl.core.prompts.BLEND_BOTH,
+                                word_windows="" if off else windows)[0]
+        lb = out.controller.local_blend
+        if c.get("blend_own") and lb is not None:
+            src_t, tgt_t = changed_positions(self.tl.host.text.clip_encoder(self.clip), c["source"], c["target"],
+                                             self.tl.core.seq_aligner)
+            out.controller.local_blend = type(lb)(src_t, tgt_t, threshold=lb.threshold, start=lb.start, pool=lb.pool)
+        return out
 
     def decode(self, latent):
         import torch

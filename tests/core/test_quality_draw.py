@@ -105,3 +105,17 @@ def test_goals_table_judges_each_goal_on_the_cases_that_have_it():
     del results["colour-swap-s0-0"]["image-p2p"]
     assert "| flicker <= 0.6x image-p2p | - | 0 | not measured |" in quality.goals(results, t2i)
     assert "Goals of issue 38" in quality.report(results, ["direct-inversion", "ddim+target"], 2, "x", t2i=t2i)[1]
+
+
+def test_blend_own_reads_the_changed_word_at_its_own_place_only():
+    from vp2p_core import seq_aligner as sa
+    ids = {}
+    encode = lambda w: [ids.setdefault(w, len(ids) + 1)]          # noqa: E731  one token per word
+    src = "a orange triangle and a red circle on a noisy gray background"
+    tgt = "a orange circle and a red circle on a noisy gray background"
+    assert sa.token_indices(encode, tgt, "circle") == [3, 7]      # the blend word marks both objects
+    assert quality.changed_positions(encode, src, tgt, sa) == ([3], [3])
+    src2 = "a red circle on a striped gray background"
+    tgt2 = "a red circle and a blue square on a striped gray background"
+    s, t = quality.changed_positions(encode, src2, tgt2, sa)
+    assert s == [] and t == [4, 5, 6, 7]                            # refine: the added words
