@@ -129,20 +129,6 @@ def draw_cases(world, n, seed):
     return cases
 
 
-def changed_positions(encode, source, target, sa):
-    """Token positions (source, target) of the words that differ, each word at its own place only
-    (sa: vp2p_core.seq_aligner): a same-length swap's changed pairs, else the words the global word
-    alignment removes / adds."""
-    a, b = sa.tokenize(encode, source), sa.tokenize(encode, target)
-    span = lambda w: list(range(w[2], w[2] + len(w[1])))  # noqa: E731
-    if len(a) == len(b):
-        diff = [(x, y) for x, y in zip(a, b) if x[1] != y[1]]
-        return [p for x, _ in diff for p in span(x)], [p for _, y in diff for p in span(y)]
-    pairs = sa.align_words([w[1] for w in a], [w[1] for w in b])
-    return ([p for i, j in pairs if j is None for p in span(a[i])],
-            [p for i, j in pairs if i is None for p in span(b[j])])
-
-
 def parse_overrides(items, cases):
     """["key=value", ...] -> {key: JSON value (else the plain string)}; a key no case has is refused
     (a typo would otherwise sweep nothing), and so is `name` (the results are keyed by it)."""
@@ -231,8 +217,8 @@ class Runner:
                                 word_windows="" if off else windows)[0]
         lb = out.controller.local_blend
         if c.get("blend_own") and lb is not None:
-            src_t, tgt_t = changed_positions(self.tl.host.text.clip_encoder(self.clip), c["source"], c["target"],
-                                             self.tl.core.seq_aligner)
+            src_t, tgt_t = (sorted(p) for p in self.tl.core.seq_aligner.changed_positions(
+                self.tl.host.text.clip_encoder(self.clip), c["source"], c["target"]))
             out.controller.local_blend = type(lb)(src_t, tgt_t, threshold=lb.threshold, start=lb.start, pool=lb.pool)
         return out
 

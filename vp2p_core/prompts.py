@@ -85,15 +85,24 @@ BLEND_MAPS = (BLEND_BOTH, BLEND_SOURCE)
 
 
 def blend_tokens(encode, source_text, target_text, words, maps=BLEND_BOTH):
-    """-> (source token positions, target token positions) the local blend reads for `words`."""
+    """-> (source token positions, target token positions) the local blend reads for `words`.
+
+    A blend word that the edit changes is read only where it is changed: in "a red circle and a blue
+    circle" -> "... a blue square", "circle" marks the second circle, not the first one, which the
+    edit must keep (reading every occurrence opened the mask over the kept object; measured on drawn
+    two-shape toy cases, docs/quality.md). Words the edit does not change (the object noun of a
+    colour swap or a refine) are read at every occurrence, as in prompt-to-prompt."""
     if maps not in BLEND_MAPS:
         fail(f"unknown blend_maps {maps!r}; use one of: {', '.join(BLEND_MAPS)}.")
+    own_s, own_t = sa.changed_positions(encode, source_text, target_text)
     src_t, tgt_t, missing = [], [], []
     for w in words:
         s = sa.token_indices(encode, source_text, w)
         t = sa.token_indices(encode, target_text, w)
         if not s and not t:
             missing.append(w)
+        if own_s.intersection(s) or own_t.intersection(t):      # an edited word: its own places only
+            s, t = [p for p in s if p in own_s], [p for p in t if p in own_t]
         src_t += s
         tgt_t += [] if s and maps == BLEND_SOURCE else t
     if missing:

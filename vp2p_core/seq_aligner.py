@@ -139,6 +139,22 @@ def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
     return src, tgt
 
 
+def changed_positions(encode: Encode, source: str, target: str, max_len: int = MAX_TOKENS):
+    """Token positions (source set, target set) of the words that differ, each word at its own place
+    only: with equal word counts the swapped pairs, otherwise the words the global word alignment
+    removes / adds. A word that also occurs unchanged elsewhere is not marked there."""
+    a, b = tokenize(encode, source, max_len), tokenize(encode, target, max_len)
+
+    def span(w):
+        return range(w[2], w[2] + len(w[1]))
+    if len(a) == len(b):
+        diff = [(x, y) for x, y in zip(a, b) if x[1] != y[1]]
+        return {p for x, _ in diff for p in span(x)}, {p for _, y in diff for p in span(y)}
+    pairs = align_words([w[1] for w in a], [w[1] for w in b])
+    return ({p for i, j in pairs if j is None for p in span(a[i])},
+            {p for i, j in pairs if i is None for p in span(b[j])})
+
+
 def refine_alignment(encode: Encode, source: str, target: str, max_len: int = MAX_TOKENS):
     """(mapper [max_len] long, alphas [max_len]): target token t copies source token
     mapper[t] where alphas[t] == 1; added tokens (alpha 0) keep their own attention."""

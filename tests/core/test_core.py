@@ -177,3 +177,17 @@ def test_toy_world_renders_without_comfyui():
     assert video.shape == (2, 64, 64, 3) and truth["masks"].shape[0] == 2
     got = oracle.classify(video[0])
     assert got["colour"] == "red" and got["shape"] == "circle"
+
+
+def test_blend_reads_an_edited_word_only_where_the_edit_changes_it():
+    """Two objects of one shape, one swapped: the blend word names both, but the mask must mark the
+    edited one only; words the edit does not change, and single-object prompts, read as before."""
+    src, tgt = "a red circle and a blue circle", "a red circle and a blue square"
+    s, t = prompts.blend_tokens(encode, src, tgt, ["circle", "square"])
+    assert s == [7] and t == [7]                       # the second circle and the square, not the first circle
+    assert sa.token_indices(encode, src, "circle") == [3, 7]
+    # unchanged words (a colour swap's noun) and single occurrences: every occurrence, as prompt-to-prompt
+    assert prompts.blend_tokens(encode, "a red circle and a blue circle", "a red circle and a green circle",
+                                ["circle"]) == ([3, 7], [3, 7])
+    assert prompts.blend_tokens(encode, "a red circle", "a red square", ["circle", "square"]) == ([3], [3])
+    assert prompts.blend_tokens(encode, "a rabbit", "a origami rabbit", ["rabbit"]) == ([2], [3])
