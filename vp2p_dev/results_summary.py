@@ -90,6 +90,11 @@ def drawn(results=RESULTS):
             f"({m('ddim+target', 'edit_success'):.2f}). In the {len(two)} two-object edits the object that must not "
             f"change keeps {m(DEFAULT, 'keep_psnr', two):.1f} dB and its colour and shape in "
             f"{100 * m(DEFAULT, 'keep_rate', two):.0f}% of frames, short of the issue's 28 dB / 95%.")
+    ipr = _json("quality_draws_image_p2p.json", results)["results"]
+    ip = [c for c in ipr if "image-p2p" in ipr[c] and c in per]
+    flick = _mean_of(per[c][DEFAULT]["flicker"] / ipr[c]["image-p2p"]["flicker"] for c in ip)
+    text += (f" Flicker is {flick:.2f}x per-frame Image-P2P's on the {len(ip)} drawn cases that baseline ran on "
+             f"(it costs about 25 s per frame here), against the issue's 0.6x.")
     own = os.path.join(results, "quality_draws_two_shape_own_blend.json")
     if os.path.exists(own):
         o = _json(os.path.basename(own), results)["results"]
@@ -100,6 +105,37 @@ def drawn(results=RESULTS):
                  f"{_mean_of(o[c][DEFAULT]['edit_success'] for c in names):.2f} of frames "
                  f"(before: {m(DEFAULT, 'edit_success', names):.2f}).")
     return text
+
+
+def long_clips(results=RESULTS):
+    """Context windows on long toy clips (bench/long_clip.py quality / cost, bench/long_clip_http.py)."""
+    rows = _table("long_clip_quality.txt", results)
+    by = {}
+    for case, frames, variant, es, bg, keep, fl, seam, *_ in rows:
+        by.setdefault(variant, []).append((int(frames), float(es), float(seam)))
+    sizes = " / ".join(f"{f}" for f, _, _ in by["windowed"])
+    lines = [f"Long clips through core's Context Windows (Manual), 16/4, toy clips of {sizes} frames "
+             f"([docs/long_clips.md](docs/long_clips.md)):", "",
+             "| | windowed | whole clip | naive 16-frame chunks |", "|---|---|---|---|"]
+    for label, i in (("edit success", 1), ("seam ratio (1.0 = no seam)", 2)):
+        lines.append(f"| {label} | " + " | ".join(" / ".join(f"{r[i]:.2f}" for r in by[v])
+                                                  for v in ("windowed", "whole", "naive-chunks")) + " |")
+    with open(os.path.join(results, "long_clip_cost.txt")) as f:
+        ratio = {}
+        for ln in f.read().split("192 frames over 16 frames")[1].splitlines():
+            cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+            if len(cells) == 5 and cells[0] in ("tune", "invert", "edit"):
+                ratio[cells[0]] = [float(c) for c in cells[1:]]
+    with open(os.path.join(results, "long_clip_http.txt")) as f:
+        http = re.findall(r"^ComfyUI (\S+) .*\n.*\n  status: success; VP2PSaveVideo \S+: (\d+) frames", f.read(), re.M)
+    lines += ["", f"From 16 to 192 frames the CPU time per UNet row stays {min(r[1] for r in ratio.values()):.2f}-"
+              f"{max(r[1] for r in ratio.values()):.2f}x (per frame the edit costs {ratio['edit'][0]:.2f}x: the "
+              f"windows' overlap and guest frame evaluate more rows); tuning and inversion memory stay "
+              f"{ratio['tune'][3]:.2f}x / {ratio['invert'][3]:.2f}x, the edit's grows {ratio['edit'][3]:.1f}x on the "
+              f"tiny model (what grows: docs/long_clips.md). The shipped "
+              + " and ".join(f"{n}-frame" for n in sorted({n for _, n in http})) + " workflow edits through the HTTP API "
+              f"on ComfyUI " + " and ".join(v for v, _ in http) + "."]
+    return "\n".join(lines)
 
 
 def control_cost(results=RESULTS):
@@ -174,7 +210,7 @@ def memory_note(node_id, results=RESULTS):
             + ", ".join(f"{v:.1f} GB at {f} frames" for f, v in rows) + " (bench/memory.py).")
 
 
-SECTIONS = (drawn, hand_written, control_cost, memory)
+SECTIONS = (drawn, hand_written, long_clips, control_cost, memory)
 
 
 def _file(name, results=RESULTS):
