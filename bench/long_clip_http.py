@@ -32,16 +32,6 @@ REPO = _common.REPO
 RUNTIME_DIRS = ("output", "temp", "user", "input")     # what a user's fresh copy of ComfyUI lacks
 
 
-class _Published:
-    """A node class as the server publishes it: the converter needs only INPUT_TYPES."""
-
-    def __init__(self, info):
-        self.info = info
-
-    def INPUT_TYPES(self):
-        return self.info["input"]
-
-
 def _run(cmd, **kw):
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
     if res.returncode:
@@ -114,7 +104,7 @@ def main():
                                 extra_args=["--output-directory", out_dir]) as srv:
         start_s = time.perf_counter() - t
         info = srv.get_json("/object_info")
-        classes = {name: _Published(spec) for name, spec in info.items()}
+        classes = workflow_api.published_classes(info)
         missing = workflow_api.missing_node_types(ui, classes)
         if missing:
             raise SystemExit(f"the server lacks node types {missing}")

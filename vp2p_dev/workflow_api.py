@@ -23,6 +23,21 @@ def _has_control(name, spec):
     return spec[0] == "INT" and (name in ("seed", "noise_seed") or bool(opts.get("control_after_generate")))
 
 
+class PublishedNode:
+    """A node class as a running server publishes it (GET /object_info): the converter needs only
+    INPUT_TYPES, so workflows of a remote or user-style install convert without importing its nodes."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def INPUT_TYPES(self):
+        return self.info["input"]
+
+
+def published_classes(object_info: dict) -> dict:
+    return {name: PublishedNode(spec) for name, spec in object_info.items()}
+
+
 def missing_node_types(ui: dict, classes: dict) -> list:
     return sorted({n["type"] for n in ui.get("nodes", []) if n["type"] not in VIRTUAL and n["type"] not in classes})
 

@@ -25,16 +25,6 @@ def fresh_ignore(root):
     return ignore
 
 
-class _Published:
-    """A node class as the server publishes it: the converter needs only INPUT_TYPES."""
-
-    def __init__(self, info):
-        self.info = info
-
-    def INPUT_TYPES(self):
-        return self.info["input"]
-
-
 def _run(cmd, **kw):
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}"
@@ -65,7 +55,7 @@ def _prompt(srv, path, info):
     import workflow_api
     with open(path) as f:
         ui = json.load(f)
-    classes = {name: _Published(spec) for name, spec in info.items()}
+    classes = workflow_api.published_classes(info)
     assert workflow_api.missing_node_types(ui, classes) == [], path
     return workflow_api.ui_to_api(ui, classes)
 
