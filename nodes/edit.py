@@ -62,7 +62,8 @@ class VP2PController(io.ComfyNode):
                     "One scale for all reweight words or one per word, e.g. '2' or '2, 0.5' (1 = unchanged)."),
                 io.String.Input("blend_words", default="", tooltip=
                     "Local blend: comma-separated words (of either prompt) whose attention marks the region "
-                    "that may change; outside it every frame keeps the source. Empty = no blend."),
+                    "that may change; outside it every frame keeps the source. A word the edit changes is read "
+                    "only where it changes (a shape word both objects have marks the edited one). Empty = no blend."),
                 io.Float.Input("blend_threshold", default=0.3, min=0.0, max=1.0, step=0.05, tooltip=
                     "Local blend mask = normalised attention of the blend words above this value (below 1). "
                     "Raise it if too much changes, lower it if the edit is cut off."),
