@@ -28,16 +28,16 @@ def main():
     a = ap.parse_args()
     q = a.quick
     parts = [
-        ("control overhead", ["bench_edit.py", "--frames", "8", *([] if q else ["32"]), "--steps", "4" if q else "10",
+        ("control overhead", ["bench_edit.py", "--frames", *(["4"] if q else ["8", "32"]), "--steps", "2" if q else "10",
                               "--repeat", "1" if q else "3"]),
-        ("ComfyUI's sampler vs the previous own loop", ["bench_edit.py", "--own-loop", "--frames", "8",
-                                                         *([] if q else ["32"]), "--steps", "4" if q else "10",
+        ("ComfyUI's sampler vs the previous own loop", ["bench_edit.py", "--own-loop", "--frames",
+                                                         *(["4"] if q else ["8", "32"]), "--steps", "2" if q else "10",
                                                          "--repeat", "1" if q else "3"]),
-        ("frame scaling", ["bench_edit.py", "--scaling", *(["8", "16"] if q else ["8", "16", "32", "64"]),
-                           "--steps", "4" if q else "10"]),
-        ("inversion by mode", ["bench_invert.py", "--frames", "8", *([] if q else ["16"]), "--steps",
-                               "5" if q else "50"]),
-        ("tuning", ["bench_tune.py", "--frames", "8", *([] if q else ["16", "32"]), "--steps", "2" if q else "4"]),
+        ("frame scaling", ["bench_edit.py", "--scaling", *(["2", "4"] if q else ["8", "16", "32", "64"]),
+                           "--steps", "2" if q else "10"]),
+        ("inversion by mode", ["bench_invert.py", "--frames", *(["4"] if q else ["8", "16"]), "--steps",
+                               "3" if q else "50"]),
+        ("tuning", ["bench_tune.py", "--frames", *(["4"] if q else ["8", "16", "32"]), "--steps", "1" if q else "4"]),
     ]
     t0 = time.time()
     for title, cmd in parts:
