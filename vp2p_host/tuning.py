@@ -244,7 +244,9 @@ def tuning_file_problem(name: str) -> str | None:
 
 def tuning_payload(tuned) -> tuple[dict, dict]:
     """(tensors, metadata) of a tuning file: what Tune On Video's save_name and the stage cache write."""
-    return tuning_state_dict(tuned), dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
+    meta = dict((infl.inflation_info(tuned) or {}).get("tuning") or {})
+    meta.pop("file", None)     # where a loaded tuning came from (load_tuning), not part of its content
+    return tuning_state_dict(tuned), meta
 
 
 def save_tuning(tuned, save_name: str) -> str:

@@ -168,6 +168,10 @@ def test_save_then_load_gives_the_tuned_model(tiny, inflated, video, cond, outdi
     x = tl.video_latent(4, 8, 8, seed=22)["samples"]
     assert torch.equal(_predict(loaded, cond, x), _predict(tuned, cond, x))
     assert not torch.equal(_predict(inflated, cond, x), _predict(tuned, cond, x))
+    # saving a loaded tuning (a batch row reusing a cached stage) writes the same file as saving it tuned
+    again = tune.save_tuning(loaded, "unit_again")
+    with safetensors.safe_open(again, "pt") as f:
+        assert f.metadata() == meta and list(f.keys()) == keys
 
     # clear errors
     err = tl.InputError
