@@ -171,10 +171,12 @@ class LocalBlend:
     def active(self, step, steps):
         return step >= int(self.start * steps)
 
-    def mask(self, maps_src, maps_tgt, size):
-        """maps_*: [F, h, w, tokens] accumulated probabilities -> bool mask [F, 1, H, W]."""
+    def mask(self, maps_src, maps_tgt, size, src_cols=None, tgt_cols=None):
+        """maps_*: [F, h, w, columns] accumulated probabilities -> bool mask [F, 1, H, W]; *_cols:
+        the columns of the blend words (default: the token positions, for maps of every token)."""
         masks = []
-        for maps, toks in ((maps_src, self.src_tokens), (maps_tgt, self.tgt_tokens)):
+        for maps, toks in ((maps_src, self.src_tokens if src_cols is None else src_cols),
+                           (maps_tgt, self.tgt_tokens if tgt_cols is None else tgt_cols)):
             if not toks:
                 continue
             m = maps[..., toks].sum(-1).unsqueeze(1)  # [F,1,h,w]
@@ -199,15 +201,20 @@ class LocalBlend:
             return x_tgt
         hw, (h, w) = resolution
         maps = store.maps(hw, h, w)
-        mask = self.mask(maps[0], maps[1], tuple(x_tgt.shape[-2:])).to(x_tgt.device)
+        mask = self.mask(maps[0], maps[1], tuple(x_tgt.shape[-2:]), store.columns(self.src_tokens),
+                         store.columns(self.tgt_tokens)).to(x_tgt.device)
         return self.apply(x_src, x_tgt, mask)
 
 
 class AttentionStore:
     """Cross-attention of the conditional source/target rows, averaged over heads and layers
-    per step and summed over steps, per spatial resolution (for local blend and previews)."""
+    per step and summed over steps, per spatial resolution (for local blend and previews).
+    `tokens`: the only token positions kept (the blend and preview words): the maps are then a few
+    columns instead of 77, which matters for a long clip's full-length buffers (all resolutions
+    are recorded at the first step: ~1 GB at 300 frames of 512 px with every token)."""
 
-    def __init__(self):
+    def __init__(self, tokens=None):
+        self.tokens = None if tokens is None else sorted({int(t) for t in tokens})
         self.sum = {}    # hw -> tensor [2, F, hw, tokens]
         self.step_acc = {}
         self.steps = 0
@@ -219,6 +226,9 @@ class AttentionStore:
         each frame is averaged over the layers and windows that saw it."""
         hw = p_src.shape[2]
         self.layers.setdefault(hw, set()).add(key)
+        if self.tokens is not None:
+            cols = torch.tensor(self.tokens, device=p_src.device)
+            p_src, p_tgt = p_src.index_select(-1, cols), p_tgt.index_select(-1, cols)
         if layout is not None and not layout.is_whole:
             own = list(layout.own)
             m = torch.stack([p_src[own].mean(1), p_tgt[own].mean(1)]).float()
@@ -246,8 +256,17 @@ class AttentionStore:
         self.sum = {k: v for k, v in self.sum.items() if k == hw}
         self.layers = {k: v for k, v in self.layers.items() if k == hw}
 
+    def columns(self, toks):
+        """Where token positions `toks` are among the maps' columns."""
+        if self.tokens is None:
+            return list(toks)
+        missing = [t for t in toks if t not in self.tokens]
+        if missing:
+            raise KeyError(f"the attention store does not keep tokens {missing}")
+        return [self.tokens.index(t) for t in toks]
+
     def maps(self, hw, h, w):
-        """[2, F, h, w, tokens] summed over steps at resolution hw (= h*w)."""
+        """[2, F, h, w, columns] summed over steps at resolution hw (= h*w); see `columns`."""
         s = self.sum[hw]
         return s.reshape(s.shape[0], s.shape[1], h, w, s.shape[-1])
 

@@ -340,14 +340,15 @@ def attention_probe_specs(n=6, seed=777, frames=8):
 @contextlib.contextmanager
 def recording_blend_mask(controller):
     """Within the block, the dict yielded holds the last mask the local blend of `controller` (a
-    P2P Controller output) applied ("mask": bool [F, 1, h, w]) and the source maps it was read from
-    ("maps")."""
+    P2P Controller output) applied ("mask": bool [F, 1, h, w]) and the source blend words' summed
+    maps it was read from ("maps": [F, h, w])."""
     lb = controller.controller.local_blend
     original, seen = lb.mask, {}
 
-    def recording(maps_src, maps_tgt, size):      # the mask the sampler applies, step by step
-        out = original(maps_src, maps_tgt, size)
-        seen.update(mask=out, maps=maps_src)
+    def recording(maps_src, maps_tgt, size, src_cols=None, tgt_cols=None):   # the mask applied, step by step
+        out = original(maps_src, maps_tgt, size, src_cols, tgt_cols)
+        cols = lb.src_tokens if src_cols is None else src_cols
+        seen.update(mask=out, maps=maps_src[..., cols].sum(-1))
         return out
     lb.mask = recording
     try:
@@ -417,7 +418,7 @@ def attention_probe(model, clip, vae, spec, obj=0, steps=25, cfg=7.5, threshold=
     cell_cover = cover.reshape(F_, lh, ch, lw, cw).mean(axis=(2, 4))       # [F, lh, lw]
     heat = maps_img[:, :, :maps_img.shape[1] * W // H, 0].numpy()         # the first (only) panel's red channel
     mask = seen["mask"][:, 0].cpu().numpy()                                # [F, lh, lw] bool
-    raw = seen["maps"][..., lb.src_tokens].sum(-1).cpu().numpy()           # [F, h, w] (h, w: the blend resolution)
+    raw = seen["maps"].cpu().numpy()                                       # [F, h, w] (h, w: the blend resolution)
     raw = raw / raw.max(axis=(1, 2), keepdims=True).clip(1e-12) > threshold
     rows = []
     for f in range(F_):

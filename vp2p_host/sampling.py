@@ -11,6 +11,7 @@ window at 0 and no blend, each branch is exactly ComfyUI's KSampler (ddim, ddim_
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -50,21 +51,26 @@ def patched_clone(model):
     return m
 
 
-def attention_map_image(store, spec, hw, latent_hw, frames, scale=8):
-    """One panel per frame: the chosen words' cross-attention side by side (heat colours)."""
+def attention_map_image(store, spec, hw, latent_hw, frames, scale=8, chunk=16):
+    """One panel per frame: the chosen words' cross-attention side by side (heat colours).
+    Written into the output `chunk` frames at a time: the IMAGE is the clip's size, its
+    intermediates stay a window's (a long clip's whole-clip temporaries would be several times it)."""
+    H, W = latent_hw[0] * scale, latent_hw[1] * scale
     if store is None or hw not in store.sum or not spec.map_tokens:
-        return torch.zeros(frames, latent_hw[0] * scale, latent_hw[1] * scale, 3)
+        return torch.zeros(frames, H, W, 3)
     h, w = vc.resolution_of(hw, latent_hw)
-    maps = store.maps(hw, h, w) / max(store.steps, 1)   # [2, F, h, w, tokens]
-    panels = []
-    for label, branch, toks in spec.map_tokens:
-        m = maps[0 if branch == "src" else 1][..., toks].sum(-1)   # [F, h, w]
-        m = m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-        m = torch.nn.functional.interpolate(m[:, None], size=(latent_hw[0] * scale, latent_hw[1] * scale),
-                                            mode="bilinear", align_corners=False)[:, 0]
-        heat = torch.stack([m.clamp(0, 1), (2 * m - 1).clamp(0, 1) * 0.9, (1 - 2 * m).clamp(0, 1) * 0.6], -1)
-        panels.append(heat)
-    return torch.cat(panels, dim=2).cpu()
+    maps = store.maps(hw, h, w)                  # [2, F, h, w, columns]
+    steps = max(store.steps, 1)
+    out = torch.empty(frames, H, W * len(spec.map_tokens), 3)
+    for p, (label, branch, toks) in enumerate(spec.map_tokens):
+        cols = store.columns(toks)
+        for s in range(0, frames, chunk):
+            m = (maps[0 if branch == "src" else 1, s:s + chunk] / steps)[..., cols].sum(-1)   # [f, h, w]
+            m = m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+            m = torch.nn.functional.interpolate(m[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
+            heat = torch.stack([m.clamp(0, 1), (2 * m - 1).clamp(0, 1) * 0.9, (1 - 2 * m).clamp(0, 1) * 0.6], -1)
+            out[s:s + chunk, :, p * W:(p + 1) * W] = heat.cpu()
+    return out
 
 
 def check_inputs(model, inv, spec, cfg):
@@ -132,8 +138,11 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
 
     def reset(self):
         """Fresh per-run state (attention maps, blend resolution, the last step's exact latents)."""
-        wants_maps = self.ctrl.local_blend is not None or bool(self.spec.map_tokens)
-        self.store = vc.AttentionStore() if wants_maps else None
+        lb = self.ctrl.local_blend
+        tokens = [t for _, _, toks in self.spec.map_tokens for t in toks]
+        if lb is not None:
+            tokens += lb.src_tokens + lb.tgt_tokens
+        self.store = vc.AttentionStore(tokens) if tokens else None
         self.resolution = None
         self.final = None
 
@@ -177,11 +186,10 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
         tgt_ctx = vc.StepContext(active, {COND: vc.TGT_C, UNCOND: vc.TGT_U}, i, self.steps, host_attention, store,
                                  store_hw, cache)
         null = self.conds[f"null_{i}"]
-        den_src = comfy.samplers.sampling_function(self.inner_model, x_src, t_src, null, self.conds["source"],
-                                                   self.source_cfg, self._options(model_options, src_ctx), seed)
         t_uncond = self.conds["negative"] if self.decoupled else null
-        den_tgt = comfy.samplers.sampling_function(self.inner_model, x_tgt, t_tgt, t_uncond, self.conds["positive"],
-                                                   self.cfg, self._options(model_options, tgt_ctx), seed)
+        branches = [(x_src, t_src, null, self.conds["source"], self.source_cfg, self._options(model_options, src_ctx)),
+                    (x_tgt, t_tgt, t_uncond, self.conds["positive"], self.cfg, self._options(model_options, tgt_ctx))]
+        den_src, den_tgt = self._predict_branches(branches, cache, seed)
         if store is not None:
             self._end_step(store)
         lb = ctrl.local_blend
@@ -199,6 +207,32 @@ class DecoupledGuider(comfy.samplers.CFGGuider):
             self.final = (nxt_src if src_rewritten else None, nxt_tgt if tgt_rewritten else None)
         return torch.cat([landing_denoised(x_src, nxt_src, sigma, sigma_next) if src_rewritten else den_src,
                           landing_denoised(x_tgt, nxt_tgt, sigma, sigma_next) if tgt_rewritten else den_tgt])
+
+    def _predict_branches(self, branches, cache, seed):
+        """Each branch's guided prediction by ComfyUI's sampling_function, source first. Through
+        context windows both branches run window by window (AnchoredWindows.execute_branches) and
+        the fused conds are handed to sampling_function, whose pre-cfg and cfg functions then act
+        as on a plain run: the same result as two windowed sampling_function calls, while the
+        source->target cache holds one window instead of every window of the step. A MODEL that
+        already carries a sampler_calc_cond_batch_function (another pack's) keeps the two calls."""
+        sampling_function = comfy.samplers.sampling_function
+        x, _, _, _, _, mo = branches[0]
+        handler = mo.get(windows.HANDLER_KEY)
+        if not isinstance(handler, windows.AnchoredWindows) or "sampler_calc_cond_batch_function" in mo or \
+                not handler.should_use_context(self.inner_model, None, x, None, mo):
+            return [sampling_function(self.inner_model, x_, t_, unc, cond, cfg, mo_, seed)
+                    for x_, t_, unc, cond, cfg, mo_ in branches]
+        calls = []
+        for x_, t_, unc, cond, cfg, mo_ in branches:
+            cfg1 = math.isclose(cfg, 1.0) and not mo_.get("disable_cfg1_optimization", False)
+            inner = {k: v for k, v in mo_.items() if k != windows.HANDLER_KEY}   # shares transformer_options
+            calls.append(([cond, None if cfg1 else unc], x_, t_, inner))
+        fused = handler.execute_branches(comfy.samplers.calc_cond_batch, self.inner_model, calls, cache.clear)
+        out = []
+        for (x_, t_, unc, cond, cfg, mo_), conds_out in zip(branches, fused):
+            mo_ = dict(mo_, sampler_calc_cond_batch_function=lambda args, o=conds_out: o)
+            out.append(sampling_function(self.inner_model, x_, t_, unc, cond, cfg, mo_, seed))
+        return out
 
     def _end_step(self, store):
         """Per-step bookkeeping of the attention maps; the first step fixes the resolution the

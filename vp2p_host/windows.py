@@ -22,6 +22,7 @@ from . import compat
 from .checks import fail
 
 HANDLER_KEY = "context_handler"
+WINDOW_KEYS = ("context_window", LAYOUT_KEY)     # transformer_options of one window's call
 # whole-clip evaluation above this many latent positions (frames x h x w) is refused without
 # windows: 32 frames at 512 px (the reference needs ~20 GB for 8 frames there)
 WHOLE_CLIP_POSITIONS = 32 * 64 * 64
@@ -82,45 +83,81 @@ class AnchoredWindows:
         return [list(w.index_list) for w in self.handler.get_context_windows(model, x_in, model_options)]
 
     def execute(self, calc_cond_batch, model, conds, x_in, timestep, model_options):
+        return self.execute_branches(calc_cond_batch, model, [(conds, x_in, timestep, model_options)])[0]
+
+    def execute_branches(self, calc_cond_batch, model, branches, after_window=None):
+        """core's execute for several branches over the same windows: window by window, each
+        branch (conds, x_in, timestep, model_options) in the given order, then `after_window()`.
+        The Decoupled Sampler runs source then target this way, so a window's target copies its
+        own source and the attention cache holds one window, not the clip. Each branch's result
+        is what `execute` alone returns (the same windows, calls and fusion order)."""
+        core = self.handler
+        _, x0, t0, mo0 = branches[0]
+        windows = self.windows(model, x0, t0, mo0)
+        relative = compat.fuse_is_relative(core)
+        state = []
+        for conds, x_in, timestep, model_options in branches:
+            total = x_in.size(0)
+            shape = [total] + [1] * (x_in.ndim - 1)
+            state.append({
+                "final": [torch.zeros_like(x_in) for _ in conds],
+                "counts": [(torch.ones if relative else torch.zeros)(shape, device=x_in.device) for _ in conds],
+                "biases": [[0.0] * total for _ in conds],
+                "topts": model_options.setdefault("transformer_options", {})})
+        started = []
+        try:
+            for conds, x_in, timestep, model_options in branches:
+                compat.run_callbacks(core, "execute_start", core, model, x_in, conds, timestep, model_options)
+                started.append((conds, x_in, timestep, model_options))
+            for idx, index in enumerate(windows):
+                for (conds, x_in, timestep, model_options), st in zip(branches, state):
+                    compat.throw_if_interrupted()
+                    self._evaluate(calc_cond_batch, model, conds, x_in, timestep, model_options, st, idx, index,
+                                   len(windows))
+                if after_window is not None:
+                    after_window()
+            if not relative:
+                for st in state:
+                    st["final"] = [c / n for c, n in zip(st["final"], st["counts"])]
+            return [st["final"] for st in state]
+        finally:
+            for conds, x_in, timestep, model_options in started:
+                compat.run_callbacks(core, "execute_cleanup", core, model, x_in, conds, timestep, model_options)
+
+    def _evaluate(self, calc_cond_batch, model, conds, x_in, timestep, model_options, st, idx, index, count):
+        """One window of one branch: [anchor +] window evaluated, guests dropped, fused by core."""
         core = self.handler
         total = x_in.size(0)
-        windows = self.windows(model, x_in, timestep, model_options)
-        relative = compat.fuse_is_relative(core)
-        conds_final = [torch.zeros_like(x_in) for _ in conds]
-        shape = [total] + [1] * (x_in.ndim - 1)
-        counts_final = [(torch.ones if relative else torch.zeros)(shape, device=x_in.device) for _ in conds]
-        biases_final = [[0.0] * total for _ in conds]
-        topts = model_options.setdefault("transformer_options", {})
-        saved = {k: topts[k] for k in ("context_window", LAYOUT_KEY) if k in topts}
-        compat.run_callbacks(core, "execute_start", core, model, x_in, conds, timestep, model_options)
-        try:
-            for idx, index in enumerate(windows):
-                compat.throw_if_interrupted()
-                layout = FrameLayout.window(total, index, with_anchor=True)
-                evaluated = compat.context_window(list(layout.index))
-                compat.run_callbacks(core, "evaluate_context_windows", core, model, x_in, conds, timestep,
-                                     model_options, idx, evaluated, model_options, None, None)
-                topts["context_window"] = evaluated
-                topts[LAYOUT_KEY] = layout
-                sub_x = evaluated.get_tensor(x_in)
-                sub_t = evaluated.get_tensor(timestep, dim=0) if timestep.ndim and timestep.shape[0] == total \
-                    else timestep
-                sub_conds = [core.get_resized_cond(c, x_in, evaluated) for c in conds]
-                out = calc_cond_batch(model, sub_conds, sub_x, sub_t, model_options)
-                own = list(layout.own)
-                if len(own) != layout.frames:
-                    out = [o[own] for o in out]
-                core.combine_context_window_results(x_in, out, sub_conds, compat.context_window(index), idx,
-                                                    len(windows), timestep, conds_final, counts_final,
-                                                    biases_final)
-            if not relative:
-                conds_final = [c / n for c, n in zip(conds_final, counts_final)]
-            return conds_final
-        finally:
-            for k in ("context_window", LAYOUT_KEY):
-                topts.pop(k, None)
-            topts.update(saved)
-            compat.run_callbacks(core, "execute_cleanup", core, model, x_in, conds, timestep, model_options)
+        layout = FrameLayout.window(total, index, with_anchor=True)
+        evaluated = compat.context_window(list(layout.index))
+        compat.run_callbacks(core, "evaluate_context_windows", core, model, x_in, conds, timestep,
+                             model_options, idx, evaluated, model_options, None, None)
+        sub_x = evaluated.get_tensor(x_in)
+        sub_t = evaluated.get_tensor(timestep, dim=0) if timestep.ndim and timestep.shape[0] == total else timestep
+        sub_conds = [core.get_resized_cond(c, x_in, evaluated) for c in conds]
+        own = list(layout.own)
+
+        def window_call(x):
+            topts = st["topts"]
+            before = {k: topts[k] for k in WINDOW_KEYS if k in topts}
+            topts.update({"context_window": evaluated, LAYOUT_KEY: layout})
+            try:
+                out = calc_cond_batch(model, sub_conds, x, sub_t, model_options)
+            finally:
+                for k in WINDOW_KEYS:
+                    topts.pop(k, None)
+                topts.update(before)
+            return [o[own] for o in out] if len(own) != layout.frames else out
+        if torch.is_grad_enabled():
+            # null-text optimisation backpropagates through every window of a step: each window's
+            # activations are recomputed in the backward pass instead of kept (memory of one window,
+            # not of the clip; the same gradients). The call sets its own window, as the recomputation
+            # runs after this loop has moved on.
+            out = torch.utils.checkpoint.checkpoint(window_call, sub_x, use_reentrant=False)
+        else:
+            out = window_call(sub_x)
+        core.combine_context_window_results(x_in, out, sub_conds, compat.context_window(index), idx, count,
+                                            timestep, st["final"], st["counts"], st["biases"])
 
 
 def install(model_options: dict, frames: int):

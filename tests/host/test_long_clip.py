@@ -99,6 +99,39 @@ def test_identical_prompts_through_overlapping_windows_keep_target_equal_to_sour
     assert maps.shape[0] == 7 and bool((maps.flatten(1).abs().sum(1) > 0).all())
 
 
+def test_windows_run_source_and_target_window_by_window(tiny, inflated, monkeypatch):
+    """The Decoupled Sampler evaluates each window's source and then its target, so the
+    source->target cache never holds more than one window; the result is bit-identical to the
+    two-call path (each branch through core's handler on its own, taken when another pack's
+    sampler_calc_cond_batch_function is on the MODEL), with word swap, blend and frame control."""
+    import comfy.samplers
+    clip = tiny[1]
+    spec, _, _ = controller(clip, "a red circle", "a blue circle", blend_words="circle", blend_start=0.0,
+                            controlled_layers="cross+temporal+frame")
+    inv = tl.noise_inversion(inflated, clip, "a red circle", noise(9), steps=STEPS)
+    model = windowed(inflated, 4, 1, fuse="pyramid")
+    two_calls = model.clone()
+    two_calls.model_options["sampler_calc_cond_batch_function"] = lambda a: comfy.samplers.calc_cond_batch(
+        a["model"], a["conds"], a["input"], a["sigma"], a["model_options"])
+    held = []
+    attend = tl.core.control.StepContext.attend
+
+    def spy(self, *args, **kwargs):
+        out = attend(self, *args, **kwargs)
+        if self.cache:
+            held.append(len({k[2] for k in self.cache}))
+        return out
+    monkeypatch.setattr(tl.core.control.StepContext, "attend", spy)
+    interleaved = sample(model, inv, spec)
+    per_window = max(held)
+    held.clear()
+    reference = sample(two_calls, inv, spec)
+    assert per_window == 1 and max(held) > 1      # windows 4/1 on 9 frames: 3 windows per step
+    for a, b in zip(interleaved[:2], reference[:2]):
+        assert torch.equal(a["samples"], b["samples"])
+    assert torch.equal(interleaved[2], reference[2])
+
+
 def _modes():
     return ("direct-inversion", "fast", "null-text")
 
@@ -120,6 +153,39 @@ def test_inversion_modes_run_through_windows(tiny, inflated):
         if mode == "direct-inversion":
             assert (rec["samples"] - lat["samples"]).abs().max() < 1e-3
     assert node is not None
+
+
+def test_null_text_through_windows_recomputes_each_window_in_backward(tiny, inflated, monkeypatch):
+    """Null-text optimisation through windows keeps no window's activations for the backward pass
+    (each window is recomputed there, so memory does not grow with the clip) and finds the same
+    nulls as keeping them: nothing but the inputs of each window call is saved outside the
+    recomputed regions."""
+    import torch.utils.checkpoint as cp
+    model, clip = windowed(inflated, 3, 1), tiny[1]
+    lat = tl.video_latent(7, H, W)
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    original = cp.checkpoint
+    calls, saved = [], []
+
+    def spy(fn, *args, **kwargs):
+        if fn.__name__ != "window_call":
+            return original(fn, *args, **kwargs)
+        calls.append(1)
+        return original(fn, *args, **kwargs) if keep[0] else fn(*args)
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+    monkeypatch.setattr(cp, "checkpoint", spy)
+    runs = {}
+    for keep in ([True], [False]):
+        calls.clear(), saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            inv, _ = tl.host.inversion.invert_video(model, lat, cond, empty, 2, CFG, "null-text", 2)
+        runs[keep[0]] = (inv.null_embeddings, len(calls), sum(saved))
+    (nulls, n_calls, kept), (nulls_ref, _, kept_ref) = runs[True], runs[False]
+    assert n_calls > 0 and torch.equal(nulls, nulls_ref)
+    assert kept * 20 < kept_ref
 
 
 def test_tuning_trains_on_one_window_per_step(tiny, inflated):

@@ -136,6 +136,16 @@ def test_attention_map_image_one_panel_per_frame(tiny, noise):
     _, _, maps = sample(model, inv, spec)
     assert maps.shape[0] == FRAMES and maps.shape[2] == 2 * maps.shape[1]   # two words side by side
     assert maps.min() >= 0 and maps.max() <= 1 and maps.amax(dim=(1, 2, 3)).min() > 0.5
+    # the store keeps only the words' columns, and the image is written a few frames at a time:
+    # the same pixels as all frames at once
+    guider = tl.host.sampling.decoupled_guider(model, inv, spec, CFG)
+    guider.run()
+    store, res = guider.store, guider.resolution
+    assert store.tokens == sorted({t for _, _, toks in spec.map_tokens for t in toks})
+    image = tl.host.sampling.attention_map_image
+    whole = image(store, spec, res[0], guider.latent_hw, FRAMES, chunk=FRAMES)
+    assert torch.equal(image(store, spec, res[0], guider.latent_hw, FRAMES, chunk=2), whole)
+    assert torch.equal(whole, maps)
 
 
 def test_bad_inputs(tiny, inflated, noise, models_dir):
