@@ -82,3 +82,21 @@ class PeakMemory:
             self.thread.join()
             self.max = max(self.max, self.proc.memory_info().rss)
             self.peak = (self.max - self.base) / 2 ** 20
+
+
+def allocator_peak(fn):
+    """Peak bytes live in torch's CPU allocator while `fn` runs, from the profiler's allocation
+    events (every malloc/free the allocator reports, in time order): a measurement independent
+    of MemTracker's view of the operators."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
+        pass  # warm the profiler once, so its own set-up is not in the measured run
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak

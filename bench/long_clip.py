@@ -13,11 +13,12 @@ PSNR) plus the seam metric: background flicker of the frame pairs that straddle 
 the pairs inside windows (1.0: no seam).
 
 cost: for 16 / 48 / 96 / 192 frames with 16-frame windows (overlap 4): peak memory and seconds
-per frame of tuning, direct inversion and the edit, in CPU seconds (process time) too, and per
+per frame of tuning, direct inversion, null-text inversion (2 inner iterations) and the edit, in CPU seconds (process time) too, and per
 UNet row (the windows evaluate the overlaps twice and a guest frame 0 per window); tiny steps, one
 subprocess per size and stage. CPU memory is the stage's peak RSS (the kernel's VmHWM, reset after
 the model is loaded and again before the edit) above the RSS after the model is loaded; the clip's
-own data (latents, decoded frames, the direct inversion's trajectory) is its own column. On CUDA
+own data (latents, the direct inversion's trajectory, the edit's attention-map IMAGE: one RGB frame per
+frame) is its own column. On CUDA
 it is torch.cuda.max_memory_allocated.
 
     python bench/long_clip.py quality [--cases bench/cases/long_clip.json] [--out FILE] [--names ...]
@@ -38,6 +39,11 @@ import _common
 REPO = _common.REPO
 WINDOW, OVERLAP = 16, 4
 
+
+
+STAGES = ("tune", "invert", "null-text", "edit")   # invert: direct inversion (the default mode)
+NULL_ITERATIONS = 2                                 # null-text's inner iterations per step in the cost run
+ALLOCATOR_STEPS = 2                                 # steps of the profiled run that measures torch's peak
 
 
 def write_table(lines, out, extra=""):
@@ -187,8 +193,10 @@ def peak_rss_since_reset_mb():
                 return int(ln.split()[1]) / 1024
 
 
-def cost_one(frames, steps, tune_steps, stage, threads=0):
-    """One size, one stage, in this process: -> dict of figures."""
+def cost_one(frames, steps, tune_steps, stage, threads=0, allocator=False):
+    """One size, one stage, in this process: -> dict of figures. `allocator`: the stage runs under
+    torch's profiler and the figure is the peak of bytes live in torch's CPU allocator (what a GPU's
+    allocator would hold; the process RSS also keeps what the C allocator does not give back)."""
     import torch
     if threads:
         torch.set_num_threads(threads)
@@ -201,21 +209,34 @@ def cost_one(frames, steps, tune_steps, stage, threads=0):
     cuda = torch.cuda.is_available()
     base = rss_mb()
     fresh = reset_peak_rss()
+    measure = _common.allocator_peak if allocator else (lambda fn: fn())
     t, c = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         if stage == "tune":
-            tl.host.tuning.tune_on_video(m, lat, cond, steps=tune_steps, lr=1e-4)
+            torch_peak = measure(lambda: tl.host.tuning.tune_on_video(m, lat, cond, steps=tune_steps, lr=1e-4))
         else:
-            inv, _ = tl.host.inversion.invert_video(m, lat, cond, empty, steps, 7.5, "direct-inversion", 1)
-            if stage == "edit":
+            mode = "null-text" if stage == "null-text" else "direct-inversion"
+            run = lambda: tl.host.inversion.invert_video(m, lat, cond, empty, steps, 7.5, mode,  # noqa: E731
+                                                         NULL_ITERATIONS)
+            if stage != "edit":
+                torch_peak = measure(run)
+            else:
+                inv, _ = run()
                 spec = tl.pack_nodes.edit.VP2PController.execute(
                     clip, "a red circle", "a blue circle", "swap", 0.2, 0.5, "", "", "circle", 0.3, 0.2,
                     "cross+temporal (paper)", "").result[0]
                 fresh = reset_peak_rss()       # the edit's own peak (the trajectory it reads stays counted)
                 t, c = time.perf_counter(), time.process_time()
-                tl.host.sampling.decoupled_sample(m, inv, spec, 7.5)
+                torch_peak = measure(lambda: tl.host.sampling.decoupled_sample(m, inv, spec, 7.5))
     secs, cpu = time.perf_counter() - t, time.process_time() - c
-    clip_mb = frames * 4 * 8 * 8 * 4 * (3 + (steps + 1 if stage != "tune" else 0)) / 2 ** 20
+    # the clip's own data: its latents (and the inversion's trajectory), and for the edit the attention-map
+    # IMAGE it returns, one 64x64 RGB fp32 frame per frame of the clip (as large as the decoded clip). The
+    # allocator figure of the edit counts what the edit allocates: not the trajectory made before it.
+    latent, image = frames * 4 * 8 * 8 * 4, frames * 64 * 64 * 3 * 4
+    trajectory = steps + 1 if stage != "tune" and not (allocator and stage == "edit") else 0
+    clip_mb = (latent * (3 + trajectory) + (image if stage == "edit" else 0)) / 2 ** 20
+    if allocator:
+        return {"frames": frames, "stage": stage, "torch_peak_mb": torch_peak / 2 ** 20, "torch_clip_data_mb": clip_mb}
     peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else
             (peak_rss_since_reset_mb() if fresh else _common.peak_rss_mb()) - base)
     wins = window_lists(frames) if frames > WINDOW else [list(range(frames))]
@@ -227,56 +248,75 @@ def cost_one(frames, steps, tune_steps, stage, threads=0):
             "memory": "cuda max allocated" if cuda else "peak RSS of the stage - RSS after load"}
 
 
+def _run_one(frames, steps, tune_steps, stage, threads, allocator=False):
+    cmd = [sys.executable, os.path.abspath(__file__), "_one", str(frames), str(steps), str(tune_steps), stage,
+           str(threads)] + (["allocator"] if allocator else [])
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode or not line:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+    return json.loads(line[-1])
+
+
 def cost(args):
+    """Each size and stage twice, in subprocesses: timed with the RSS peak, then (CPU only) a short
+    run of ALLOCATOR_STEPS steps under the profiler for torch's allocator peak."""
     rows = []
     if args.out:
         open(args.out + ".jsonl", "w").close()
     for frames in args.frames:
-        for stage in ("tune", "invert", "edit"):
-            cmd = [sys.executable, os.path.abspath(__file__), "_one", str(frames), str(args.steps),
-                   str(args.tune_steps), stage, str(args.threads)]
-            env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
-            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            line = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-            if res.returncode or not line:
-                raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
-            rows.append(json.loads(line[-1]))
+        for stage in STAGES:
+            row = _run_one(frames, args.steps, args.tune_steps, stage, args.threads)
+            if not row["memory"].startswith("cuda"):
+                row.update(_run_one(frames, ALLOCATOR_STEPS, ALLOCATOR_STEPS, stage, args.threads, True))
+            rows.append(row)
             if args.out:                       # partial tables survive a stopped run
                 with open(args.out + ".jsonl", "a") as f:
-                    f.write(line[-1] + "\n")
-            print(rows[-1], flush=True)
+                    f.write(json.dumps(row) + "\n")
+            print(row, flush=True)
     write_table(cost_table(rows, args), args.out)
 
 
 def cost_table(rows, args):
     """The cost table and, where both sizes ran, each stage's ratio of the largest clip to the 16-frame
-    one: CPU s/frame raw and per UNet row (the windows evaluate overlaps twice and a guest frame 0)."""
+    one: CPU s/frame raw and per UNet row (the windows evaluate overlaps twice and a guest frame 0),
+    memory as RSS and as torch's allocator peak, each less the clip's own data."""
+    alloc = "torch_peak_mb" in rows[0]
     lines = [f"long-clip cost (tiny SD1.x UNet, 64 px, windows {WINDOW}/{OVERLAP} from 48 frames on; "
-             f"{args.steps} inversion/edit steps, {args.tune_steps} tuning steps; {args.threads or 'default'} torch "
-             f"thread(s); memory: {rows[0]['memory']}; a 2-core CPU shared with other jobs: wall times are "
-             f"indicative, CPU s are process time)",
+             f"{args.steps} inversion/edit steps, null-text {NULL_ITERATIONS} inner iterations, {args.tune_steps} "
+             f"tuning steps; {args.threads or 'default'} torch thread(s); memory: {rows[0]['memory']}"
+             + (f"; torch peak: bytes live in torch's CPU allocator (profiler), in a run of {ALLOCATOR_STEPS} steps"
+                if alloc else "") + "; a 2-core CPU shared with other jobs: wall times are indicative, CPU s are "
+             "process time)",
              "| frames | stage | windows | UNet rows/frame | wall s | CPU s | CPU s/frame | CPU s/row | peak MB | "
-             "clip data MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "clip data MB |" + (" torch peak MB | its clip data MB |" if alloc else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if alloc else "")]
     for r_ in rows:
         lines.append(f"| {r_['frames']} | {r_['stage']} | {r_['windows']} | {r_['rows_per_frame']:.3f} | "
                      f"{r_['seconds']:.1f} | {r_['cpu_seconds']:.1f} | {r_['cpu_s_per_frame']:.4f} | "
                      f"{r_['cpu_s_per_frame'] / r_['rows_per_frame']:.4f} | {r_['peak_mb']:.0f} | "
-                     f"{r_['clip_data_mb']:.2f} |")
+                     f"{r_['clip_data_mb']:.2f} |"
+                     + (f" {r_['torch_peak_mb']:.1f} | {r_['torch_clip_data_mb']:.2f} |" if alloc else ""))
     by = {(r_["frames"], r_["stage"]): r_ for r_ in rows}
     big = max(r_["frames"] for r_ in rows)
     ratios = []
-    for stage in ("tune", "invert", "edit"):
+    for stage in STAGES:
         a, b = by.get((16, stage)), by.get((big, stage))
         if a and b and big != 16:
             raw = b["cpu_s_per_frame"] / a["cpu_s_per_frame"]
             norm = raw / (b["rows_per_frame"] / a["rows_per_frame"])
             mem = (b["peak_mb"] - b["clip_data_mb"]) / max(a["peak_mb"], 1e-9)
-            ratios.append(f"| {stage} | {raw:.2f} | {norm:.2f} | {b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f} | "
-                          f"{mem:.2f} |")
+            cells = [f"{raw:.2f}", f"{norm:.2f}", f"{b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f}", f"{mem:.2f}"]
+            if alloc:
+                cells += [f"{b['torch_peak_mb'] / max(a['torch_peak_mb'], 1e-9):.2f}",
+                          f"{(b['torch_peak_mb'] - b['torch_clip_data_mb']) / max(a['torch_peak_mb'], 1e-9):.2f}"]
+            ratios.append(f"| {stage} | " + " | ".join(cells) + " |")
     if ratios:
         lines += ["", f"{big} frames over 16 frames (goal: <= 1.3 for s/frame and for memory less the clip data)",
-                  "| stage | CPU s/frame | CPU s/row | peak MB | peak MB less clip data |", "|---|---|---|---|---|"]
+                  "| stage | CPU s/frame | CPU s/row | peak MB | peak MB less clip data |"
+                  + (" torch peak | torch peak less clip data |" if alloc else ""),
+                  "|---|---|---|---|---|" + ("---|---|" if alloc else "")]
         lines += ratios
     return lines
 
@@ -284,7 +324,8 @@ def cost_table(rows, args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         frames, steps, tune_steps, stage, threads = sys.argv[2:7]
-        print(json.dumps(cost_one(int(frames), int(steps), int(tune_steps), stage, int(threads))))
+        print(json.dumps(cost_one(int(frames), int(steps), int(tune_steps), stage, int(threads),
+                                  allocator=sys.argv[7:8] == ["allocator"])))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

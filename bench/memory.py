@@ -275,24 +275,6 @@ def table(frames_list=(8, 16, 24), size=512, stages=tuple(STAGES), off_frames=No
     return rows
 
 
-def allocator_peak(fn):
-    """Peak bytes live in torch's CPU allocator while `fn` runs, from the profiler's allocation
-    events (every malloc/free the allocator reports, in time order): a measurement independent
-    of MemTracker's view of the operators."""
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True):
-        pass  # warm the profiler once, so its own set-up is not in the measured run
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
-
-
 def measured(unet_cfg, frames, hw, dtype, stage, checkpointing):
     """The stage on real CPU tensors: weights resident before it + the allocator's peak during it."""
     import torch
@@ -304,7 +286,7 @@ def measured(unet_cfg, frames, hw, dtype, stage, checkpointing):
     resident = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
                     for t in list(dm.parameters()) + list(dm.buffers())}.values())
     torch.manual_seed(0)
-    return resident + allocator_peak(lambda: STAGES[stage](mp, model, frames, hw, dtype, checkpointing))
+    return resident + _common.allocator_peak(lambda: STAGES[stage](mp, model, frames, hw, dtype, checkpointing))
 
 
 VALIDATION = dict(model_channels=64, num_heads=4, context_dim=768)   # a narrower SD1.x UNet

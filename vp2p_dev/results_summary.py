@@ -127,7 +127,7 @@ def long_clips(results=RESULTS):
         ratio = {}
         for ln in f.read().split("192 frames over 16 frames")[1].splitlines():
             cells = [c.strip() for c in ln.strip().strip("|").split("|")]
-            if len(cells) == 5 and cells[0] in ("tune", "invert", "edit"):
+            if len(cells) == 5 and cells[0] in ("tune", "invert", "null-text", "edit"):
                 ratio[cells[0]] = [float(c) for c in cells[1:]]
     with open(os.path.join(results, "long_clip_http.txt")) as f:
         http = re.findall(r"^ComfyUI (\S+) .*\n.*\n  status: success; VP2PSaveVideo \S+: (\d+) frames", f.read(), re.M)
@@ -227,9 +227,15 @@ def memory_tables(results=RESULTS):
             f"`bench/results/memory_validation.txt`:\n\n{_file('memory_validation.txt', results)}")
 
 
+def long_clip_cost_table(results=RESULTS):
+    """docs/long_clips.md's cost table: bench/long_clip.py cost's output file as it is."""
+    return f"`bench/results/long_clip_cost.txt`:\n\n{_file('long_clip_cost.txt', results)}"
+
+
 # each generated block: the file that holds it and the function that writes it
 BLOCKS = {"results-summary": (README, lambda results: "\n\n".join(fn(results) for fn in SECTIONS)),
-          "memory-tables": (os.path.join(REPO, "docs", "memory.md"), memory_tables)}
+          "memory-tables": (os.path.join(REPO, "docs", "memory.md"), memory_tables),
+          "long-clip-cost": (os.path.join(REPO, "docs", "long_clips.md"), long_clip_cost_table)}
 
 
 def markers(name):

@@ -139,7 +139,7 @@ class InflatedBlockMixin:
         base_forward = super().forward
         temporal = self._modules.get(TEMPORAL_CHILD)
 
-        def run(h):
+        def run(h, args, kwargs):
             out = base_forward(h, *args, **kwargs)
             if temporal is None:
                 return out
@@ -154,9 +154,24 @@ class InflatedBlockMixin:
                             topts.get(CONTROL_KEY), key, eo)
 
         if checkpointed:
-            # the block adds residuals in place: give it a private copy of the saved input
-            return torch.utils.checkpoint.checkpoint(lambda h: run(h.clone()), x, use_reentrant=False)
-        return run(x)
+            # the block's tensor arguments (the text context) go in as checkpoint inputs, not through the
+            # closure: a closure keeps them alive with the graph, and under context windows' own
+            # recomputation (vp2p_host.windows) that held every window's context until the backward
+            at = [i for i, a in enumerate(args) if torch.is_tensor(a)]
+            kt = [k for k, v in kwargs.items() if torch.is_tensor(v)]
+            a0 = [None if i in at else a for i, a in enumerate(args)]
+            k0 = {k: None if k in kt else v for k, v in kwargs.items()}
+
+            def block(h, *tensors):
+                a, kw = list(a0), dict(k0)
+                for i, t in zip(at, tensors):
+                    a[i] = t
+                for k, t in zip(kt, tensors[len(at):]):
+                    kw[k] = t
+                return run(h.clone(), a, kw)    # the block adds residuals in place: a private copy of its input
+            return torch.utils.checkpoint.checkpoint(block, x, *[args[i] for i in at], *[kwargs[k] for k in kt],
+                                                     use_reentrant=False)
+        return run(x, args, kwargs)
 
 
 _CLASSES: dict = {}

@@ -188,6 +188,29 @@ def test_null_text_through_windows_recomputes_each_window_in_backward(tiny, infl
     assert kept * 20 < kept_ref
 
 
+def test_null_text_backward_holds_no_earlier_windows_text_context(tiny, inflated, monkeypatch):
+    """When the backward pass recomputes a window, the text contexts that the forward pass built for
+    the other windows are gone: a checkpointed block takes its context as a checkpoint input, not
+    through a closure that the graph would keep alive for every window of the clip."""
+    import weakref
+    import comfy.conds
+    model, clip = windowed(inflated, 3, 1), tiny[1]
+    lat = tl.video_latent(9, H, W)
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    concat, made, alive_in_backward = comfy.conds.CONDCrossAttn.concat, [], []
+
+    def spy(self, others):
+        out = concat(self, others)
+        if torch._C._current_graph_task_id() == -1:         # built by a forward pass, not a recomputation
+            made.append(weakref.ref(out))
+        elif not alive_in_backward:
+            alive_in_backward.append(sum(r() is not None for r in made))
+        return out
+    monkeypatch.setattr(comfy.conds.CONDCrossAttn, "concat", spy)
+    tl.host.inversion.invert_video(model, lat, cond, empty, 2, CFG, "null-text", 1)
+    assert len(made) >= 4 and alive_in_backward == [0]
+
+
 def test_tuning_trains_on_one_window_per_step(tiny, inflated):
     """Tune On Video through the windows: every UNet call holds one window and frame 0 (memory
     bounded by the window), only the allowed parameters change, the input MODEL is untouched."""
@@ -270,3 +293,18 @@ def test_the_benchmarks_seam_ratio_sees_a_jump_at_the_window_boundaries():
     for t in seams:
         jumped[t + 1:] += 20
     assert long_clip.seam_ratio(None, jumped, bg, seams)[0] > 2
+
+
+def test_the_cost_benchmark_measures_torchs_allocator_peak():
+    """bench/long_clip.py cost's allocator figure (the one a GPU's allocator would hold, apart from
+    the process RSS) on a real edit of 4 frames, and its ratio table from the rows it writes."""
+    import argparse
+    import long_clip
+    row = long_clip.cost_one(4, 2, 1, "edit", allocator=True)
+    assert row["torch_peak_mb"] > row["torch_clip_data_mb"] > 0
+    rows = [dict(frames=f, stage=s, windows=1, rows_per_frame=1.0, seconds=1.0, cpu_seconds=f / 10,
+                 cpu_s_per_frame=0.1, peak_mb=10.0 * k, clip_data_mb=1.0, torch_peak_mb=4.0 * k,
+                 torch_clip_data_mb=2.0, memory="peak RSS") for f, k in ((16, 1), (192, 3))
+            for s in long_clip.STAGES]
+    table = "\n".join(long_clip.cost_table(rows, argparse.Namespace(steps=1, tune_steps=1, threads=1)))
+    assert "| edit | 1.00 | 1.00 | 3.00 | 2.90 | 3.00 | 2.50 |" in table
