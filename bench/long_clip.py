@@ -41,6 +41,7 @@ WINDOW, OVERLAP = 16, 4
 
 
 
+VARIANTS = ("windowed", "whole", "naive-chunks")
 STAGES = ("tune", "invert", "null-text", "edit")   # invert: direct inversion (the default mode)
 NULL_ITERATIONS = 2                                 # null-text's inner iterations per step in the cost run
 ALLOCATOR_STEPS = 2                                 # steps of the profiled run that measures torch's peak
@@ -103,7 +104,8 @@ def frame_evaluations(windows, frames):
 def quality_table(results, cases, args):
     lines = [f"long-clip quality ({os.path.relpath(args.cases, REPO)}; steps {cases[0]['steps']}, tune_steps "
              f"{cases[0]['tune_steps']}, lr {cases[0]['tune_lr']}, direct-inversion, windows {WINDOW}/{OVERLAP} "
-             f"pyramid; CPU s: process time, {args.threads or 'default'} torch thread(s))",
+             f"pyramid; tuning seed {sorted({c['seed'] for c in cases})}; CPU s: process time, "
+             f"{args.threads or 'default'} torch thread(s))",
              "| case | frames | variant | edit success | bg PSNR | keep PSNR | flicker | seam ratio | input seam ratio "
              "| wall s | CPU s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -123,7 +125,9 @@ def quality(args):
     if args.names:
         cases = [c for c in cases if c["name"] in args.names]
     for c in cases:
-        c.update({k: v for k, v in (("steps", args.steps), ("tune_steps", args.tune_steps)) if v})
+        c.update({k: v for k, v in (("steps", args.steps), ("tune_steps", args.tune_steps), ("seed", args.seed))
+                  if v is not None})
+    variants = set(args.variants)
     results = {}
     for case in cases:
         video, truth, latent, want = r.prepare(case)
@@ -135,21 +139,24 @@ def quality(args):
         tuned_w = r.tuning(win_model, latent, case)[0]
         rec, ed_w, secs = r.edit(tuned_w, latent, case, spec, mode="direct-inversion")
         out["windowed"] = (ed_w, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
-        t0, c0 = time.perf_counter(), time.process_time()
-        tuned = r.tuning(r.inflated(), latent, case)[0]
-        _, ed, _ = r.edit(tuned, latent, case, spec, mode="direct-inversion")
-        out["whole"] = (ed, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
-        t0, c0 = time.perf_counter(), time.process_time()
-        plain = tuned_w.clone()
-        plain.model_options.pop("context_handler", None)
-        chunks = [list(range(s, min(s + WINDOW, frames))) for s in range(0, frames, WINDOW)]
-        parts = []
-        for c in chunks:
-            r.inversions = {}
-            parts.append(r.edit(plain, {"samples": latent["samples"][c]}, case, spec, mode="direct-inversion")[1]
-                         ["samples"])
-        out["naive-chunks"] = ({"samples": torch.cat(parts)}, time.perf_counter() - t0, time.process_time() - c0,
-                               chunks)
+        if "whole" in variants:
+            t0, c0 = time.perf_counter(), time.process_time()
+            tuned = r.tuning(r.inflated(), latent, case)[0]
+            _, ed, _ = r.edit(tuned, latent, case, spec, mode="direct-inversion")
+            out["whole"] = (ed, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
+        if "naive-chunks" in variants:
+            t0, c0 = time.perf_counter(), time.process_time()
+            plain = tuned_w.clone()
+            plain.model_options.pop("context_handler", None)
+            chunks = [list(range(s, min(s + WINDOW, frames))) for s in range(0, frames, WINDOW)]
+            parts = []
+            for c in chunks:
+                r.inversions = {}
+                parts.append(r.edit(plain, {"samples": latent["samples"][c]}, case, spec,
+                                    mode="direct-inversion")[1]["samples"])
+            out["naive-chunks"] = ({"samples": torch.cat(parts)}, time.perf_counter() - t0,
+                                   time.process_time() - c0, chunks)
+        out = {k: v for k, v in out.items() if k in variants}
         r.inversions = {}
         res = {}
         for name, (lat, secs, cpu, wins) in out.items():
@@ -336,6 +343,8 @@ def main():
     qa.add_argument("--names", nargs="*")
     qa.add_argument("--steps", type=int, help="inversion/edit steps of every case (a short run)")
     qa.add_argument("--tune-steps", type=int, help="tuning steps of every case")
+    qa.add_argument("--seed", type=int, help="the tuning seed of every case (a second run for the spread)")
+    qa.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     qa.add_argument("--out")
     ca = sub.add_parser("cost")
     ca.add_argument("--frames", type=int, nargs="*", default=[16, 48, 96, 192])

@@ -127,15 +127,19 @@ def long_clips(results=RESULTS):
         ratio = {}
         for ln in f.read().split("192 frames over 16 frames")[1].splitlines():
             cells = [c.strip() for c in ln.strip().strip("|").split("|")]
-            if len(cells) == 5 and cells[0] in ("tune", "invert", "null-text", "edit"):
+            if len(cells) == 7 and cells[0] in ("tune", "invert", "null-text", "edit"):
                 ratio[cells[0]] = [float(c) for c in cells[1:]]
     with open(os.path.join(results, "long_clip_http.txt")) as f:
         http = re.findall(r"^ComfyUI (\S+) .*\n.*\n  status: success; VP2PSaveVideo \S+: (\d+) frames", f.read(), re.M)
-    lines += ["", f"From 16 to 192 frames the CPU time per UNet row stays {min(r[1] for r in ratio.values()):.2f}-"
-              f"{max(r[1] for r in ratio.values()):.2f}x (per frame the edit costs {ratio['edit'][0]:.2f}x: the "
-              f"windows' overlap and guest frame evaluate more rows); tuning and inversion memory stay "
-              f"{ratio['tune'][3]:.2f}x / {ratio['invert'][3]:.2f}x, the edit's grows {ratio['edit'][3]:.1f}x on the "
-              f"tiny model (what grows: docs/long_clips.md). The shipped "
+    stages = (("tune", "tuning"), ("invert", "direct inversion"), ("null-text", "null-text"), ("edit", "edit"))
+    per_row = [ratio[k][1] for k in ("tune", "invert", "edit")]
+    lines += ["", f"From 16 to 192 frames the CPU time per UNet row stays {min(per_row):.2f}-{max(per_row):.2f}x, except "
+              f"null-text's {ratio['null-text'][1]:.2f}x (its backward recomputes each window); per frame the edit costs "
+              f"{ratio['edit'][0]:.2f}x (the windows' overlap and frame 0 evaluate more rows). Peak memory in torch's "
+              "allocator, 192 over 16 frames, as measured / less the clip's own data (latents, trajectory, "
+              "attention-map image): " + ", ".join(f"{label} {ratio[k][4]:.2f} / {ratio[k][5]:.2f}x" for k, label in stages)
+              + "; the process RSS less the clip's data, which also keeps what the C allocator did not give back: "
+              + ", ".join(f"{ratio[k][3]:.2f}x" for k, _ in stages) + ". The shipped "
               + " and ".join(f"{n}-frame" for n in sorted({n for _, n in http})) + " workflow edits through the HTTP API "
               f"on ComfyUI " + " and ".join(v for v, _ in http) + "."]
     return "\n".join(lines)
