@@ -499,3 +499,20 @@ def toy_batch(folder, frames=4, size=64, extra=()):
         w.writerow(["name", "video", "source", "target"])
         w.writerows(rows)
     return workflow, manifest
+
+
+def tiny_controlnet(model, seed=4):
+    """A ControlNet for the tiny UNet, built from ComfyUI's classes with seeded random weights."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.model_management as mm
+    import comfy.ops
+    cfg = dict(model.model.model_config.unet_config)
+    cfg.pop("out_channels", None)
+    for k in ("use_temporal_attention", "use_temporal_resblock", "dtype", "operations", "device"):
+        cfg.pop(k, None)
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, device="cpu",
+                                     operations=comfy.ops.disable_weight_init, **cfg)
+    sd = pack().vp2p_host.checkpoint.random_state_dict(net, seed)
+    net.load_state_dict(sd)
+    return comfy.controlnet.ControlNet(net, load_device=mm.get_torch_device(), manual_cast_dtype=None)

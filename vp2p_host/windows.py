@@ -15,6 +15,8 @@ anchor), so its memory is bounded by the window (`random_window`).
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..vp2p_core.frames import LAYOUT_KEY, FrameLayout
@@ -142,7 +144,8 @@ class AnchoredWindows:
             before = {k: topts[k] for k in WINDOW_KEYS if k in topts}
             topts.update({"context_window": evaluated, LAYOUT_KEY: layout})
             try:
-                out = calc_cond_batch(model, sub_conds, x, sub_t, model_options)
+                with window_hints(sub_conds, total, layout.index):
+                    out = calc_cond_batch(model, sub_conds, x, sub_t, model_options)
             finally:
                 for k in WINDOW_KEYS:
                     topts.pop(k, None)
@@ -158,6 +161,44 @@ class AnchoredWindows:
             out = window_call(sub_x)
         core.combine_context_window_results(x_in, out, sub_conds, compat.context_window(index), idx, count,
                                             timestep, st["final"], st["counts"], st["biases"])
+
+
+HINT_STATE = ("cond_hint_original", "cond_hint", "control_input")   # a control's hint and what it derived from it
+
+
+def _controls(conds):
+    """Every control object (ControlNet, T2I-Adapter, ... and the ones each chains) of the conds."""
+    seen = []
+    for cond in conds:
+        for c in cond or ():
+            control = c.get("control") if isinstance(c, dict) else None
+            while control is not None and all(control is not o for o in seen):
+                seen.append(control)
+                control = getattr(control, "previous_controlnet", None)
+    return seen
+
+
+@contextlib.contextmanager
+def window_hints(conds, total: int, index):
+    """A control whose hint has one image per frame of the clip sees the window's frames (rows
+    `index`, the anchor guest included) during one window's call, and its own hint again after.
+    core's handler (0.3.5x-0.3.7x) passes controls through unchanged, and a control then cuts a
+    too-long hint to its first frames: every window would be guided by the clip's first frames."""
+    saved = []
+    try:
+        for control in _controls(conds):
+            hint = getattr(control, "cond_hint_original", None)
+            if torch.is_tensor(hint) and hint.ndim == 4 and hint.shape[0] == total and total > 1:
+                saved.append((control, {k: getattr(control, k) for k in HINT_STATE if hasattr(control, k)}))
+                control.cond_hint_original = hint[list(index)]
+                for k in HINT_STATE[1:]:
+                    if hasattr(control, k):
+                        setattr(control, k, None)       # derived again from the window's hint
+        yield
+    finally:
+        for control, state in saved:
+            for k, v in state.items():
+                setattr(control, k, v)
 
 
 def install(model_options: dict, frames: int):

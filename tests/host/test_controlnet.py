@@ -12,22 +12,6 @@ WIDGETS = dict(cross_replace=0.4, self_replace=0.5, reweight_words="", reweight_
 SOURCE, TARGET = "a red circle", "a blue circle"
 
 
-def tiny_controlnet(model, seed=0):
-    """A random ControlNet of the tiny UNet's architecture (pixel hints, 8x down to the latent)."""
-    import comfy.cldm.cldm
-    import comfy.controlnet
-    import comfy.model_management as mm
-    import comfy.ops
-    cfg = {k: v for k, v in model.model.model_config.unet_config.items()
-           if k not in ("use_temporal_attention", "use_temporal_resblock", "out_channels")}
-    net = comfy.cldm.cldm.ControlNet(hint_channels=3, device="cpu", operations=comfy.ops.disable_weight_init, **cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return comfy.controlnet.ControlNet(net, load_device=mm.get_torch_device())
-
-
 @pytest.fixture(scope="module")
 def setup(tiny):
     model, clip, _ = tiny
@@ -35,7 +19,7 @@ def setup(tiny):
     spec, src, tgt = tl.host.text.build_control(clip, tl.core.prompts.EditSettings(SOURCE, TARGET, "swap", **WIDGETS))
     inv = tl.noise_inversion(model, clip, SOURCE, noise, steps=STEPS)
     hint = torch.rand(FRAMES, H * 8, W * 8, 3, generator=torch.Generator().manual_seed(1))
-    return model, clip, spec, src, tgt, inv, tiny_controlnet(model), hint
+    return model, clip, spec, src, tgt, inv, tl.tiny_controlnet(model), hint
 
 
 def edit(model, inv, spec, source=None, target=None):

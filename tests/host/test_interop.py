@@ -165,23 +165,6 @@ def test_attention_calls_pass_transformer_options_and_attn_precision(tiny_ckpt, 
 
 
 # --------------------------------------------------------------------------- ControlNet (item 2)
-def tiny_controlnet(model, seed=4):
-    """A ControlNet for the tiny UNet, built from ComfyUI's classes with seeded random weights."""
-    import comfy.cldm.cldm
-    import comfy.controlnet
-    import comfy.model_management as mm
-    import comfy.ops
-    cfg = dict(model.model.model_config.unet_config)
-    cfg.pop("out_channels", None)
-    for k in ("use_temporal_attention", "use_temporal_resblock", "dtype", "operations", "device"):
-        cfg.pop(k, None)
-    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, device="cpu",
-                                     operations=comfy.ops.disable_weight_init, **cfg)
-    sd = tl.host.checkpoint.random_state_dict(net, seed)
-    net.load_state_dict(sd)
-    return comfy.controlnet.ControlNet(net, load_device=mm.get_torch_device(), manual_cast_dtype=None)
-
-
 def with_controlnet(positive, negative, control, strength, seed=6):
     import nodes
     hint = torch.rand(FRAMES, 8 * H, 8 * W, 3, generator=torch.Generator().manual_seed(seed))
@@ -190,7 +173,7 @@ def with_controlnet(positive, negative, control, strength, seed=6):
 
 
 def test_controlnet_on_the_source_conditioning_is_part_of_inversion_and_tuning(tiny, prompts, video):
-    control = tiny_controlnet(tiny[0])
+    control = tl.tiny_controlnet(tiny[0])
     cond, empty = prompts
     for mode in ("null-text", "direct-inversion"):
         inv, rec = invert(tiny[0], video, cond, empty, mode=mode)

@@ -84,6 +84,35 @@ def test_every_window_reads_the_clips_frame_0(tiny, inflated):
     assert (alone - whole[3:6]).abs().max() > 1e-4
 
 
+def test_a_per_frame_controlnet_hint_follows_each_window(tiny, inflated):
+    """A ControlNet with one hint per frame guides each window by that window's hints (and frame 0's
+    for the anchor row): frames 3-5 of windows [0,1,2] [3,4,5] change with their own hints and not
+    with those of frames 1-2 (core's handler alone hands every window the clip's first hints)."""
+    import nodes
+    frames = 6
+    x = noise(frames, 3)
+    model = windowed(inflated, 3, 0, "batched")
+    cnet, clip = tl.tiny_controlnet(inflated), tiny[1]
+    cond, empty = tl.encode(clip, "a red circle"), tl.encode(clip, "")
+    sampling = model.get_model_object("model_sampling")
+    sigmas = torch.cat([sampling.sigmas.flip(0)[::250], torch.zeros(1)]).float()
+
+    def run(hint):
+        positive, _ = nodes.ControlNetApplyAdvanced().apply_controlnet(cond, empty, cnet, hint, 1.0, 0.0, 1.0)
+
+        def body(ev):
+            return ev.denoise(ev.to_model_space(x), sigmas[1].to(ev.device), True).cpu()
+        with torch.inference_mode():
+            return tl.host.unet.run_in_comfy(model, positive, empty, x.shape, sigmas, body)
+    hint = torch.rand(frames, H * 8, W * 8, 3, generator=torch.Generator().manual_seed(2))
+    base = run(hint)
+    other_early, other_late = hint.clone(), hint.clone()
+    other_early[1:3] = 1 - other_early[1:3]
+    other_late[4] = 1 - other_late[4]
+    assert torch.equal(run(other_early)[3:], base[3:])
+    assert (run(other_late)[3:] - base[3:]).abs().max() > 1e-4
+
+
 def test_identical_prompts_through_overlapping_windows_keep_target_equal_to_source(tiny, inflated):
     """The source->target attention cache is keyed by window: with identical prompts and every
     layer replaced for all steps the target copies its own window's source maps (a cache keyed by
