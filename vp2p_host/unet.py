@@ -20,6 +20,8 @@ layout every patch of this pack uses to recover F.
 """
 from __future__ import annotations
 
+import contextlib
+
 
 import torch
 
@@ -112,8 +114,11 @@ class Evaluator:
             conds = [pos, None]
         else:
             conds = [None, self.uncond(context)]
-        out = comfy.samplers.calc_cond_batch(self.model, conds, x, self._timestep(x, sigma),
-                                             self.window_options(layout))
+        hints = windows.window_hints(conds, layout.total, layout.index) if layout is not None and not layout.is_whole \
+            else contextlib.nullcontext()
+        with hints:
+            out = comfy.samplers.calc_cond_batch(self.model, conds, x, self._timestep(x, sigma),
+                                                 self.window_options(layout))
         return out[0 if is_cond else 1]
 
     def cfg_denoise(self, x, sigma, cfg, uncond_context=None):

@@ -87,7 +87,8 @@ def test_every_window_reads_the_clips_frame_0(tiny, inflated):
 def test_a_per_frame_controlnet_hint_follows_each_window(tiny, inflated):
     """A ControlNet with one hint per frame guides each window by that window's hints (and frame 0's
     for the anchor row): frames 3-5 of windows [0,1,2] [3,4,5] change with their own hints and not
-    with those of frames 1-2 (core's handler alone hands every window the clip's first hints)."""
+    with those of frames 1-2 (core's handler alone hands every window the clip's first hints); a
+    tuning step's one-window call sees the same hints."""
     import nodes
     frames = 6
     x = noise(frames, 3)
@@ -101,9 +102,14 @@ def test_a_per_frame_controlnet_hint_follows_each_window(tiny, inflated):
         positive, _ = nodes.ControlNetApplyAdvanced().apply_controlnet(cond, empty, cnet, hint, 1.0, 0.0, 1.0)
 
         def body(ev):
-            return ev.denoise(ev.to_model_space(x), sigmas[1].to(ev.device), True).cpu()
+            xs, s = ev.to_model_space(x), sigmas[1].to(ev.device)
+            part = ev.denoise(xs[list(late.index)], s, True, layout=late).cpu()   # tuning's one-window call
+            return ev.denoise(xs, s, True).cpu(), part
         with torch.inference_mode():
-            return tl.host.unet.run_in_comfy(model, positive, empty, x.shape, sigmas, body)
+            whole, part = tl.host.unet.run_in_comfy(model, positive, empty, x.shape, sigmas, body)
+        assert torch.equal(part[list(late.own)], whole[3:])
+        return whole
+    late = tl.core.frames.FrameLayout.window(frames, [3, 4, 5], with_anchor=True)
     hint = torch.rand(frames, H * 8, W * 8, 3, generator=torch.Generator().manual_seed(2))
     base = run(hint)
     other_early, other_late = hint.clone(), hint.clone()
