@@ -134,7 +134,9 @@ def test_identical_prompts_through_overlapping_windows_keep_target_equal_to_sour
     assert maps.shape[0] == 7 and bool((maps.flatten(1).abs().sum(1) > 0).all())
 
 
-def test_windows_run_source_and_target_window_by_window(tiny, inflated, monkeypatch):
+@pytest.mark.parametrize("schedule,fuse", [("standard_static", "pyramid"), ("standard_static", "relative"),
+                                           ("standard_uniform", "flat")])
+def test_windows_run_source_and_target_window_by_window(tiny, inflated, monkeypatch, schedule, fuse):
     """The Decoupled Sampler evaluates each window's source and then its target, so the
     source->target cache never holds more than one window; the result is bit-identical to the
     two-call path (each branch through core's handler on its own, taken when another pack's
@@ -144,7 +146,7 @@ def test_windows_run_source_and_target_window_by_window(tiny, inflated, monkeypa
     spec, _, _ = controller(clip, "a red circle", "a blue circle", blend_words="circle", blend_start=0.0,
                             controlled_layers="cross+temporal+frame")
     inv = tl.noise_inversion(inflated, clip, "a red circle", noise(9), steps=STEPS)
-    model = windowed(inflated, 4, 1, fuse="pyramid")
+    model = windowed(inflated, 4, 1, schedule, fuse)
     two_calls = model.clone()
     two_calls.model_options["sampler_calc_cond_batch_function"] = lambda a: comfy.samplers.calc_cond_batch(
         a["model"], a["conds"], a["input"], a["sigma"], a["model_options"])
