@@ -104,7 +104,7 @@ def frame_evaluations(windows, frames):
 def quality_table(results, cases, args):
     lines = [f"long-clip quality ({os.path.relpath(args.cases, REPO)}; steps {cases[0]['steps']}, tune_steps "
              f"{cases[0]['tune_steps']}, lr {cases[0]['tune_lr']}, direct-inversion, windows {WINDOW}/{OVERLAP} "
-             f"pyramid; tuning seed {sorted({c['seed'] for c in cases})}; CPU s: process time, "
+             f"{args.fuse}; tuning seed {sorted({c['seed'] for c in cases})}; CPU s: process time, "
              f"{args.threads or 'default'} torch thread(s))",
              "| case | frames | variant | edit success | bg PSNR | keep PSNR | flicker | seam ratio | input seam ratio "
              "| wall s | CPU s |",
@@ -135,7 +135,7 @@ def quality(args):
         spec = r.controller(case)
         out = {}
         t0, c0 = time.perf_counter(), time.process_time()
-        win_model = windowed(r.inflated())
+        win_model = windowed(r.inflated(), fuse=args.fuse)
         tuned_w = r.tuning(win_model, latent, case)[0]
         rec, ed_w, secs = r.edit(tuned_w, latent, case, spec, mode="direct-inversion")
         out["windowed"] = (ed_w, time.perf_counter() - t0, time.process_time() - c0, window_lists(frames))
@@ -344,6 +344,7 @@ def main():
     qa.add_argument("--steps", type=int, help="inversion/edit steps of every case (a short run)")
     qa.add_argument("--tune-steps", type=int, help="tuning steps of every case")
     qa.add_argument("--seed", type=int, help="the tuning seed of every case (a second run for the spread)")
+    qa.add_argument("--fuse", default="pyramid", help="core's fuse method of the windowed variant")
     qa.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     qa.add_argument("--out")
     ca = sub.add_parser("cost")
