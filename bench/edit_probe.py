@@ -93,7 +93,10 @@ def main():
                   flush=True)
         os.makedirs(os.path.dirname(a.out), exist_ok=True)
         with open(a.out, "w") as f:
-            json.dump({"args": vars(a), "overrides": overrides, "rows": rows, "seconds": time.time() - t0}, f,
+            # paths in the file relative to the repository, so a result file names no machine's folders
+            args = {k: os.path.relpath(v, _common.REPO) if k in ("out", "t2i_from") and v else v
+                    for k, v in vars(a).items()}
+            json.dump({"args": args, "overrides": overrides, "rows": rows, "seconds": time.time() - t0}, f,
                       indent=1)
     print("\n" + table(rows, a.settings))
     print(f"\ntotal {time.time() - t0:.0f} s")

@@ -65,7 +65,7 @@ models/toy_world/MODEL_CARD.md ("How v3 was found").
     .venv/bin/python -m vp2p_dev.toy_train --words-from w96w.safetensors --words-steps 339 --words-images 8000 \
         --words-lr 2.5e-4 --two-share 0.5 --eps-obj-weight 2 --turn-share 0.25 --seed 1 --out w96f.safetensors
     .venv/bin/python -m vp2p_dev.toy_train --scratch --words-images 2000 --vae-steps 50 \
-        --words-steps 50 --decoder-rounds 20:3e-4 --out /tmp/t.safetensors       # smoke run
+        --words-steps 50 --decoder-rounds 20:3e-4 --out t.safetensors            # smoke run
 
 Writes the checkpoint (fp16, config and minutes per stage in the safetensors metadata) and
 prints progress. Needs only the host installed by scripts/setup_host.sh.
