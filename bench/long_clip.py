@@ -13,13 +13,13 @@ PSNR) plus the seam metric: background flicker of the frame pairs that straddle 
 the pairs inside windows (1.0: no seam).
 
 cost: for 16 / 48 / 96 / 192 frames with 16-frame windows (overlap 4): peak memory and seconds
-per frame of tuning, direct inversion, null-text inversion (2 inner iterations) and the edit, in CPU seconds (process time) too, and per
-UNet row (the windows evaluate the overlaps twice and a guest frame 0 per window); tiny steps, one
-subprocess per size and stage. CPU memory is the stage's peak RSS (the kernel's VmHWM, reset after
-the model is loaded and again before the edit) above the RSS after the model is loaded; the clip's
-own data (latents, the direct inversion's trajectory, the edit's attention-map IMAGE: one RGB frame per
-frame) is its own column. On CUDA
-it is torch.cuda.max_memory_allocated.
+per frame of tuning, direct inversion, null-text inversion (2 inner iterations) and the edit, in
+CPU seconds (process time) too, and per UNet row (the windows evaluate the overlaps twice and a
+guest frame 0 per window); tiny steps, one subprocess per size and stage. CPU memory is the
+stage's peak RSS (the kernel's VmHWM, reset after the model is loaded and again before the edit)
+above the RSS after the model is loaded, and torch's allocator peak in a short profiled run; the
+clip's own data (latents, the direct inversion's trajectory, the edit's attention-map IMAGE: one
+RGB frame per frame) is its own column. On CUDA it is torch.cuda.max_memory_allocated.
 
     python bench/long_clip.py quality [--cases bench/cases/long_clip.json] [--out FILE] [--names ...]
     python bench/long_clip.py cost [--frames 16 48 96 192] [--steps 4] [--tune-steps 4] [--threads N]
@@ -345,7 +345,8 @@ def main():
     qa.add_argument("--tune-steps", type=int, help="tuning steps of every case")
     qa.add_argument("--seed", type=int, help="the tuning seed of every case (a second run for the spread)")
     qa.add_argument("--fuse", default="pyramid", help="core's fuse method of the windowed variant")
-    qa.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    qa.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS,
+                    help="the variants reported (windowed always runs: naive-chunks reuse its tuning)")
     qa.add_argument("--out")
     ca = sub.add_parser("cost")
     ca.add_argument("--frames", type=int, nargs="*", default=[16, 48, 96, 192])

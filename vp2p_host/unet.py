@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 
-
 import torch
 
 import comfy.conds
